@@ -1,0 +1,117 @@
+"""The run configuration: one frozen model from YAML and flags, checked before a model loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+EngineName = Literal["llamacpp", "fake"]
+CorpusFormat = Literal["auto", "jsonl", "csv", "parquet", "txt"]
+
+
+class ConfigError(ValueError):
+    """A configuration a user must fix; the message says what and how."""
+
+
+class TokenBudgets(BaseModel):
+    """Max new tokens per LLM call. The paper's budgets were for plain text; JSON keys and
+    quotes cost tokens, so the list-shaped answers get more room."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    actors: int = Field(400, ge=16)
+    utterances: int = Field(700, ge=16)
+    labels: int = Field(120, ge=16)
+    context: int = Field(300, ge=16)
+    clean: int = Field(300, ge=16)
+    rewrite: int = Field(300, ge=16)
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Input
+    corpus: Path | None = Field(None, description="story corpus; None means the sample corpus")
+    corpus_format: CorpusFormat = "auto"
+    id_field: str = "id"
+    title_field: str = "title"
+    text_field: str = "text"
+    max_stories: int | None = Field(None, ge=1)
+    max_story_chars: int = Field(6000, ge=100, description="longer stories are rejected")
+
+    # Output
+    output: Path | None = Field(None, description="run folder; default outputs/<run_name>")
+    run_name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$")
+    shard_size: int = Field(4, ge=1, description="stories per shard")
+    license: str | None = Field(None, description="dataset license id for the card")
+
+    # Engine and decoding
+    engine: EngineName = "llamacpp"
+    model: str | None = Field(None, description="GGUF file for llamacpp; default the packaged one")
+    context_window: int = Field(4096, ge=512)
+    threads: int | None = Field(None, ge=1)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    repetition_penalty: float | None = Field(
+        None, ge=1.0, le=2.0, description="None: the engine's default for its model"
+    )
+    max_tokens: TokenBudgets = TokenBudgets()
+    seed: int = 0
+
+    # Method
+    prompt_version: str = "v1"
+    prompts_dir: Path | None = Field(None, description="your own prompt folders; default prompts/")
+    max_actors: int = Field(8, ge=1, le=30, description="characters kept per story")
+    emotions_per_actor: int = Field(8, ge=1, le=27)
+    neutral_per_actor: int = Field(2, ge=0, le=5)
+    label_threshold: float = Field(0.3, ge=0.0, le=1.0)
+    max_labels: int = Field(5, ge=1, le=10)
+    max_attempts: int = Field(3, ge=1, le=10, description="tries per request, retries included")
+    retry_temperature: float = Field(0.7, ge=0.0, le=2.0)
+
+    # Fake engine (tests, CI and benchmarks only)
+    fake_fault_rate: float = Field(0.0, ge=0.0, le=1.0)
+    fake_latency_s: float = Field(0.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _check_paths(self) -> RunConfig:
+        if self.corpus is not None and not self.corpus.exists():
+            raise ValueError(f"corpus {self.corpus} does not exist")
+        if self.engine == "llamacpp" and self.model is not None and not Path(self.model).is_file():
+            raise ValueError(f"model {self.model} is not a file (llamacpp needs a .gguf file)")
+        return self
+
+    @property
+    def resolved_run_name(self) -> str:
+        if self.run_name:
+            return self.run_name
+        source = "sample" if self.corpus is None else self.corpus.stem
+        return f"{source}-{self.engine}"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.output if self.output is not None else Path("outputs") / self.resolved_run_name
+
+
+def load_config(path: Path | None = None, **overrides: Any) -> RunConfig:
+    """Read a YAML config (optional) and apply flag overrides; None overrides are ignored."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as error:
+            raise ConfigError(f"cannot read config {path}: {error}") from error
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config {path} must be a mapping of field: value")
+        values.update(loaded or {})
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    try:
+        return RunConfig.model_validate(values)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in issue['loc']) or 'config'}: {issue['msg']}"
+            for issue in error.errors()
+        )
+        raise ConfigError(f"invalid config: {problems}") from None

@@ -1,0 +1,111 @@
+"""The stage manifest: one marker file per (stage, shard), written after the shard's data.
+
+A marker is the only proof that a shard is done. Markers are separate files so that workers
+sharing one output folder never write the same file.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.hashing import file_hash
+from pipeline.storage import read_json, write_json
+
+
+class ShardMarker(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stage: str
+    shard: int
+    status: str = "done"
+    fingerprint: str
+    output: str  # path relative to the run folder
+    output_sha256: str
+    rejects: str
+    inputs: int
+    accepted: int
+    rejected: int
+    outputs: int
+    item_rejects: int = 0
+    reject_reasons: dict[str, int] = Field(default_factory=dict)
+    requests_sent: int = 0
+    requests_replayed: int = 0  # answered from the journal of an interrupted attempt
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    engine_seconds: float = 0.0
+    engine: str = ""
+    finished_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+
+
+class StageTotals(BaseModel):
+    shards_done: int = 0
+    shards_total: int = 0
+    inputs: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    outputs: int = 0
+    item_rejects: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    engine_seconds: float = 0.0
+    reject_reasons: dict[str, int] = Field(default_factory=dict)
+
+
+class Manifest:
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+
+    def marker_path(self, stage: str, shard: int) -> Path:
+        return self.run_dir / "manifest" / stage / f"shard-{shard:05d}.json"
+
+    def read(self, stage: str, shard: int) -> ShardMarker | None:
+        path = self.marker_path(stage, shard)
+        if not path.exists():
+            return None
+        return ShardMarker.model_validate(read_json(path))
+
+    def write(self, marker: ShardMarker) -> None:
+        write_json(self.marker_path(marker.stage, marker.shard), marker.model_dump())
+
+    def is_current(self, stage: str, shard: int, fingerprint: str) -> bool:
+        """Done with this exact fingerprint, and its output is the file the marker names."""
+        marker = self.read(stage, shard)
+        if marker is None or marker.fingerprint != fingerprint:
+            return False
+        output = self.run_dir / marker.output
+        return output.exists() and file_hash(output) == marker.output_sha256
+
+    def totals(self, stages: tuple[str, ...], shards: int) -> dict[str, StageTotals]:
+        totals: dict[str, StageTotals] = {}
+        for stage in stages:
+            total = StageTotals(shards_total=shards)
+            reasons: Counter[str] = Counter()
+            for shard in range(shards):
+                marker = self.read(stage, shard)
+                if marker is None:
+                    continue
+                total.shards_done += 1
+                for name in (
+                    "inputs",
+                    "accepted",
+                    "rejected",
+                    "outputs",
+                    "item_rejects",
+                    "prompt_tokens",
+                    "completion_tokens",
+                ):
+                    setattr(total, name, getattr(total, name) + getattr(marker, name))
+                total.seconds += marker.seconds
+                total.engine_seconds += marker.engine_seconds
+                reasons.update(marker.reject_reasons)
+            total.seconds = round(total.seconds, 3)
+            total.engine_seconds = round(total.engine_seconds, 3)
+            total.reject_reasons = dict(sorted(reasons.items()))
+            totals[stage] = total
+        return totals

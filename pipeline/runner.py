@@ -1,0 +1,357 @@
+"""Runs the method: every story shard through every stage, resumably.
+
+For each (stage, shard) the runner renders the requests, fingerprints them, and skips the
+shard when its marker carries the same fingerprint. Otherwise it asks the engine (answers
+journaled as they arrive), retries unusable answers a bounded number of times, writes the
+shard and its rejects, and only then writes the marker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from pipeline import records
+from pipeline.config import RunConfig
+from pipeline.corpus import fields_from, load_corpus
+from pipeline.engines import Engine, EngineSpec, Message, Request, Result, Sampling, engine_spec
+from pipeline.hashing import file_hash, stable_hash
+from pipeline.journal import Journal
+from pipeline.manifest import Manifest, ShardMarker
+from pipeline.resources import sample_corpus
+from pipeline.stages import STAGES, Stage
+from pipeline.stages.base import Reject, Row, StageContext, Step
+from pipeline.storage import read_json, read_rows, write_json, write_parquet
+
+log = logging.getLogger("emopillars")
+
+STORIES_DIR = "stories"
+PLAN_FILE = "plan.json"
+
+
+def shard_file(run_dir: Path, folder: str, shard: int) -> Path:
+    return run_dir / folder / f"shard-{shard:05d}.parquet"
+
+
+def rejects_file(run_dir: Path, folder: str, shard: int) -> Path:
+    return run_dir / folder / f"rejects-{shard:05d}.parquet"
+
+
+def read_plan(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / PLAN_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir} is not an emopillars run folder (no {PLAN_FILE})")
+    plan: dict[str, Any] = read_json(path)
+    return plan
+
+
+def prepare_stories(config: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Load and check the corpus, and write it as story shards (rewritten only on change)."""
+    corpus = config.corpus or sample_corpus()
+    stories, rejects = load_corpus(
+        corpus, config.corpus_format, fields_from(config), config.max_story_chars
+    )
+    if config.max_stories is not None:
+        stories = stories[: config.max_stories]
+    shards = max(1, -(-len(stories) // config.shard_size))
+    for shard in range(shards):
+        chunk = stories[shard * config.shard_size : (shard + 1) * config.shard_size]
+        rows = [story.__dict__ for story in chunk]
+        _write_if_changed(shard_file(run_dir, STORIES_DIR, shard), rows, records.STORY)
+    reject_rows = [reject.__dict__ for reject in rejects]
+    _write_if_changed(run_dir / STORIES_DIR / "rejects.parquet", reject_rows, records.CORPUS_REJECT)
+    plan = {
+        "shards": shards,
+        "stories": len(stories),
+        "corpus": str(corpus),
+        "corpus_rejects": dict(Counter(reject.reason for reject in rejects)),
+        "story_ids": [story.story_id for story in stories],
+    }
+    write_json(run_dir / PLAN_FILE, plan)
+    return plan
+
+
+def _write_if_changed(path: Path, rows: list[Row], schema: Any) -> None:
+    # Rewriting an unchanged shard would still be correct, but keeping the file keeps
+    # everyone's view of it stable (and is cheaper).
+    if path.exists() and read_rows(path) == rows:
+        return
+    write_parquet(path, rows, schema)
+
+
+@dataclass
+class _ShardWork:
+    """Bookkeeping of one (stage, shard) execution."""
+
+    stage: Stage
+    shard: int
+    journal: Journal
+    rejects: list[Row] = field(default_factory=list)
+    requests_sent: int = 0
+    requests_replayed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    engine_seconds: float = 0.0
+
+    def reject(
+        self,
+        step: Step,
+        input_id: str,
+        scope: str,
+        reason: str,
+        detail: str,
+        attempts: int,
+        request: str,
+        raw: str,
+    ) -> None:
+        self.rejects.append(
+            {
+                "stage": self.stage.name,
+                "shard": self.shard,
+                "call": step.call,
+                "input_id": input_id,
+                "scope": scope,
+                "reason": reason,
+                "detail": detail[:2000],
+                "attempts": attempts,
+                "request": request,
+                "raw_answer": raw[:20000],
+            }
+        )
+
+
+class _LazyEngine:
+    def __init__(self, spec: EngineSpec) -> None:
+        self.spec = spec
+        self._engine: Engine | None = None
+
+    def get(self) -> Engine:
+        if self._engine is None:
+            log.info("loading engine %s (%s)", self.spec.info.name, self.spec.info.model)
+            self._engine = self.spec.load()
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+
+
+class Runner:
+    def __init__(self, config: RunConfig, spec: EngineSpec | None = None) -> None:
+        self.config = config
+        self.run_dir = config.output_dir
+        self.ctx = StageContext.from_config(config)
+        self.spec = spec or engine_spec(config)
+        self.engine = _LazyEngine(self.spec)
+        self.manifest = Manifest(self.run_dir)
+
+    # -- sampling and requests -------------------------------------------------------------
+    def _sampling(self, step: Step, attempt: int) -> Sampling:
+        base = Sampling(
+            max_tokens=step.max_tokens(self.ctx),
+            temperature=self.config.temperature,
+            repetition_penalty=self.spec.repetition_penalty,
+            seed=self.config.seed,
+        )
+        if attempt == 0:
+            return base
+        # Greedy decoding would repeat the same answer: a retry samples, with its own seed.
+        return replace(
+            base, temperature=self.config.retry_temperature, seed=self.config.seed + attempt
+        )
+
+    def _request(self, step: Step, row: Row, attempt: int) -> Request:
+        return Request(
+            messages=(Message("user", step.prompt(row, self.ctx)),),
+            schema=step.schema(self.ctx),
+            sampling=self._sampling(step, attempt),
+            engine_fingerprint=self.spec.info.fingerprint,
+        )
+
+    def fingerprint(self, stage: Stage, rows: list[Row], input_sha: str) -> str:
+        first, *later = stage.steps
+        return stable_hash(
+            {
+                "stage": stage.name,
+                "input": input_sha,
+                "requests": [self._request(first, row, 0).key for row in rows],
+                "steps": [
+                    {
+                        "call": step.call,
+                        "template": self.ctx.template(step.call).sha256,
+                        "schema": step.schema(self.ctx),
+                        "sampling": self._sampling(step, 0).__dict__,
+                        "parse": step.parse_params(self.ctx),
+                    }
+                    for step in (first, *later)
+                ],
+                "retry": [self.config.max_attempts, self.config.retry_temperature],
+                "engine": self.spec.info.fingerprint,
+            },
+            length=32,
+        )
+
+    # -- the engine, through the journal ---------------------------------------------------
+    def _answers(self, work: _ShardWork, requests: Sequence[Request]) -> list[Result]:
+        missing: dict[str, Request] = {}
+        for request in requests:
+            if request.key in work.journal.answers:
+                work.requests_replayed += 1
+            else:
+                missing.setdefault(request.key, request)
+        pending = list(missing.values())
+        size = self.spec.batch_size or max(1, len(pending))
+        for start in range(0, len(pending), size):
+            batch = pending[start : start + size]
+            began = time.perf_counter()
+            results = self.engine.get().generate(batch)
+            work.engine_seconds += time.perf_counter() - began
+            if len(results) != len(batch):
+                raise RuntimeError(
+                    f"engine returned {len(results)} results for {len(batch)} requests"
+                )
+            work.journal.record([(r.key, result) for r, result in zip(batch, results, strict=True)])
+            work.requests_sent += len(batch)
+        answered = [work.journal.answers[request.key] for request in requests]
+        for result in answered:
+            work.prompt_tokens += result.prompt_tokens
+            work.completion_tokens += result.completion_tokens
+        return answered
+
+    # -- one step of a stage over a shard --------------------------------------------------
+    def _run_step(self, work: _ShardWork, step: Step, rows: list[Row]) -> list[Row]:
+        key = work.stage.input_key
+        outputs: dict[int, list[Row]] = {}
+        pending = list(enumerate(rows))
+        for attempt in range(self.config.max_attempts):
+            requests = [self._request(step, row, attempt) for _, row in pending]
+            results = self._answers(work, requests)
+            retry: list[tuple[int, Row]] = []
+            last_try = attempt + 1 == self.config.max_attempts
+            for (index, row), request, result in zip(pending, requests, results, strict=True):
+                try:
+                    parsed = step.parse(row, decode(step, result), self.ctx)
+                    if not parsed.rows:
+                        raise Reject("no_output", retryable=False)
+                except Reject as reject:
+                    if reject.retryable and not last_try:
+                        retry.append((index, row))
+                    else:
+                        work.reject(
+                            step,
+                            row[key],
+                            "request",
+                            reject.reason,
+                            reject.detail,
+                            attempt + 1,
+                            request.key,
+                            result.text,
+                        )
+                    continue
+                for reason, detail in parsed.item_rejects:
+                    work.reject(
+                        step, row[key], "item", reason, detail, attempt + 1, request.key, ""
+                    )
+                column = f"{step.call}_request"
+                outputs[index] = [{**row, **new, column: request.key} for new in parsed.rows]
+            pending = retry
+            if not pending:
+                break
+        return [row for index in sorted(outputs) for row in outputs[index]]
+
+    # -- one stage over a shard ------------------------------------------------------------
+    def run_stage_shard(self, stage: Stage, shard: int, input_path: Path) -> ShardMarker | None:
+        rows = read_rows(input_path)
+        fingerprint = self.fingerprint(stage, rows, file_hash(input_path))
+        if self.manifest.is_current(stage.name, shard, fingerprint):
+            return None
+        began = time.perf_counter()
+        journal_path = self.run_dir / "journal" / stage.name / f"shard-{shard:05d}.jsonl"
+        work = _ShardWork(stage=stage, shard=shard, journal=Journal(journal_path))
+        current = rows
+        for step in stage.steps:
+            current = self._run_step(work, step, current) if current else []
+        output = shard_file(self.run_dir, stage.name, shard)
+        write_parquet(output, current, stage.output_schema)
+        write_parquet(rejects_file(self.run_dir, stage.name, shard), work.rejects, records.REJECT)
+        accepted = len({row[stage.input_key] for row in current})
+        marker = ShardMarker(
+            stage=stage.name,
+            shard=shard,
+            fingerprint=fingerprint,
+            output=str(output.relative_to(self.run_dir)),
+            output_sha256=file_hash(output),
+            rejects=str(rejects_file(self.run_dir, stage.name, shard).relative_to(self.run_dir)),
+            inputs=len(rows),
+            accepted=accepted,
+            rejected=len(rows) - accepted,
+            outputs=len(current),
+            item_rejects=sum(1 for r in work.rejects if r["scope"] == "item"),
+            reject_reasons=dict(Counter(r["reason"] for r in work.rejects)),
+            requests_sent=work.requests_sent,
+            requests_replayed=work.requests_replayed,
+            prompt_tokens=work.prompt_tokens,
+            completion_tokens=work.completion_tokens,
+            seconds=round(time.perf_counter() - began, 3),
+            engine_seconds=round(work.engine_seconds, 3),
+            engine=f"{self.spec.info.name}:{self.spec.info.model}",
+        )
+        self.manifest.write(marker)
+        work.journal.discard()
+        log.info(
+            "%-10s shard %d: %d in, %d accepted, %d rejected, %d out (%.1fs)",
+            stage.name,
+            shard,
+            marker.inputs,
+            marker.accepted,
+            marker.rejected,
+            marker.outputs,
+            marker.seconds,
+        )
+        return marker
+
+    def run(self) -> dict[str, Any]:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        plan = prepare_stories(self.config, self.run_dir)
+        write_json(
+            self.run_dir / "run.json",
+            {
+                "config": self.config.model_dump(mode="json"),
+                "engine": self.spec.info.__dict__,
+            },
+        )
+        try:
+            for shard in range(plan["shards"]):
+                upstream = STORIES_DIR
+                for stage in STAGES:
+                    self.run_stage_shard(stage, shard, shard_file(self.run_dir, upstream, shard))
+                    upstream = stage.name
+        finally:
+            self.engine.close()
+        return plan
+
+
+def decode(step: Step, result: Result) -> Any:
+    """The validated answer model, or a Reject that says what was wrong with the answer."""
+    if result.finish_reason == "error":
+        raise Reject("engine_error", result.error or "", retryable=False)
+    if result.finish_reason == "length":
+        raise Reject("truncated", f"hit max_tokens after {result.completion_tokens} tokens")
+    if not result.text.strip():
+        raise Reject("empty")
+    try:
+        value = json.loads(result.text)
+    except json.JSONDecodeError as error:
+        raise Reject("invalid_json", str(error)) from None
+    try:
+        return step.answer.model_validate(value)
+    except ValidationError as error:
+        raise Reject("schema_violation", str(error.errors(include_url=False))[:500]) from None

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.config import RunConfig
+
+STORIES = [
+    ("s1", "The Lighthouse", "Mara keeps the lighthouse with her brother Tomas. When a storm "
+     "wrecks a fishing boat, Mara rows out alone and saves the captain, Ines, who later "
+     "reveals that Tomas sold the lamp's spare parts."),
+    ("s2", "Market Day", "Old Pell sells bread in the market. His rival Dora spreads a rumour "
+     "that his flour is spoiled, and the mayor, Quill, has to taste both breads in public."),
+    ("s3", "The Letter", "After ten years, Jonah receives a letter from his sister Ada, who "
+     "left the village after their father's funeral. She asks to come home for the winter."),
+    ("s4", "Night Train", "A conductor, Ruth, finds a boy, Eli, hiding in the mail car. Eli "
+     "says he is running to his grandmother; Ruth must decide whether to report him."),
+    ("s5", "The Match", "Coach Bram benches his star player, Lena, before the final. The team "
+     "wins without her, and Lena learns that Bram did it to protect her injured knee."),
+    ("s6", "The Garden", "Widow Sela plants her late husband's seeds. Her neighbour Otto mocks "
+     "her until the garden feeds the whole street through a hard summer."),
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # No test may reach the network or read a user's token or caches.
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+
+
+def write_corpus(path: Path, stories: list[tuple[str, str, str]] | None = None) -> Path:
+    rows = stories if stories is not None else STORIES
+    with path.open("w", encoding="utf-8") as handle:
+        for story_id, title, text in rows:
+            handle.write(json.dumps({"id": story_id, "title": title, "text": text}) + "\n")
+    return path
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    return write_corpus(tmp_path / "stories.jsonl")
+
+
+def fake_config(corpus: Path, output: Path, **overrides: Any) -> RunConfig:
+    values: dict[str, Any] = {
+        "corpus": corpus,
+        "output": output,
+        "engine": "fake",
+        "shard_size": 2,
+        "max_actors": 2,
+    }
+    values.update(overrides)
+    return RunConfig.model_validate(values)

@@ -1,0 +1,65 @@
+"""Test doubles: an engine spec around the fake engine that records what it was sent."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from pipeline.config import RunConfig
+from pipeline.engines import EngineSpec, Request, Result, engine_spec
+from pipeline.engines.fake import FakeEngine
+
+
+@dataclass
+class Recorder:
+    sent: list[Request] = field(default_factory=list)
+    loads: int = 0
+    fail_after_batches: int | None = None
+    batches: int = 0
+
+    @property
+    def keys(self) -> set[str]:
+        return {request.key for request in self.sent}
+
+
+class RecordingEngine:
+    def __init__(self, inner: FakeEngine, recorder: Recorder) -> None:
+        self.inner = inner
+        self.recorder = recorder
+
+    def generate(self, requests: Sequence[Request]) -> list[Result]:
+        if self.recorder.fail_after_batches is not None and (
+            self.recorder.batches >= self.recorder.fail_after_batches
+        ):
+            raise RuntimeError("engine crashed (test)")
+        self.recorder.batches += 1
+        self.recorder.sent.extend(requests)
+        return self.inner.generate(requests)
+
+    def close(self) -> None:
+        pass
+
+
+def recording_spec(
+    config: RunConfig, recorder: Recorder, batch_size: int | None = None
+) -> EngineSpec:
+    base = engine_spec(config)
+
+    def load() -> RecordingEngine:
+        recorder.loads += 1
+        return RecordingEngine(FakeEngine(config.fake_fault_rate, config.fake_latency_s), recorder)
+
+    return replace(base, load=load, batch_size=batch_size)
+
+
+def request_keys_in(path: Path) -> set[str]:
+    """Every request key a shard's rows (or rejects) name."""
+    table = pq.read_table(path)
+    keys: set[str] = set()
+    for name in table.column_names:
+        if name.endswith("_request") or name == "request":
+            keys.update(value for value in table.column(name).to_pylist() if value)
+    return keys

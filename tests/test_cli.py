@@ -1,0 +1,85 @@
+"""The `emopillars` command, run in-process and as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+
+
+def test_run_then_status_json_keeps_the_invariants(
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    code = main(["run", "--engine", "fake", "--corpus", str(corpus), "--output", str(out),
+                 "--shard-size", "2", "--max-actors", "2", "--quiet"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "rewrites" in printed and "fake engine was used" in printed
+    assert main(["status", str(out), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    stages = status["stages"]
+    assert list(stages) == ["actors", "utterances", "labels", "contexts", "rewrites"]
+    keys = {"shards_done", "shards_total", "inputs", "accepted", "rejected", "outputs",
+            "prompt_tokens", "completion_tokens", "seconds"}  # fmt: skip
+    assert all(keys <= set(stage) for stage in stages.values())
+    previous = status["stories"]
+    for stage in stages.values():
+        assert stage["inputs"] == stage["accepted"] + stage["rejected"] == previous
+        previous = stage["outputs"]
+
+
+def test_yaml_config_with_flag_overrides(corpus: Path, tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"engine: fake\ncorpus: {corpus}\noutput: {tmp_path / 'yaml-run'}\nmax_stories: 2\n"
+        "max_actors: 1\nshard_size: 1\n"
+    )
+    assert main(["run", "--config", str(config), "--max-stories", "1", "--quiet"]) == 0
+    plan = json.loads((tmp_path / "yaml-run" / "plan.json").read_text())
+    assert plan["stories"] == 1 and plan["shards"] == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-stories", "0"], "max_stories"),
+        (["--model", "/nowhere/model.gguf"], "is not a file"),
+        (["--corpus", "/nowhere/stories.jsonl"], "does not exist"),
+    ],
+)
+def test_invalid_config_fails_before_any_model_loads(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--output", str(tmp_path / "x"), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_unknown_yaml_key_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("engine: fake\nmax_actor: 3\n")
+    assert main(["run", "--config", str(config)]) == 2
+    assert "max_actor" in capsys.readouterr().err
+
+
+def test_status_of_a_folder_that_is_no_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", str(tmp_path)]) == 2
+    assert "not an emopillars run folder" in capsys.readouterr().err
+
+
+def test_console_script_runs_as_a_subprocess(corpus: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "run", "--engine", "fake", "--corpus", str(corpus),
+         "--output", str(tmp_path / "sub"), "--max-stories", "2", "--quiet"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "dataset context_less" in result.stdout

@@ -1,0 +1,154 @@
+"""The runner: rejects accounting, fingerprints, the journal, and failures that keep work."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import fake_config
+from helpers import Recorder, recording_spec, request_keys_in
+
+from pipeline.api import run_pipeline
+from pipeline.manifest import Manifest
+from pipeline.resources import prompts_dir
+from pipeline.stages import STAGE_NAMES
+from pipeline.status import status_json
+from pipeline.storage import StorageError
+
+
+def markers(run_dir: Path) -> dict[tuple[str, int], str]:
+    """(stage, shard) -> marker text, to see which shards a rerun rewrote."""
+    return {
+        (path.parent.name, int(path.stem.split("-")[1])): path.read_text()
+        for path in sorted((run_dir / "manifest").glob("*/shard-*.json"))
+    }
+
+
+def test_rejects_are_accounted_for_and_nothing_is_dropped(corpus: Path, tmp_path: Path) -> None:
+    config = fake_config(corpus, tmp_path / "run", fake_fault_rate=0.3, max_attempts=2)
+    run_pipeline(config)
+    stages = status_json(config.output_dir)["stages"]
+    previous_outputs = 6  # stories
+    for name in STAGE_NAMES:
+        stage = stages[name]
+        assert stage["shards_done"] == stage["shards_total"] == 3
+        assert stage["inputs"] == stage["accepted"] + stage["rejected"]
+        assert stage["inputs"] == previous_outputs
+        previous_outputs = stage["outputs"]
+        assert stage["prompt_tokens"] > 0 and stage["completion_tokens"] > 0
+
+        # Every rejected input has a request-level row with the raw answer in the rejects table.
+        tables = [
+            pq.read_table(config.output_dir / name / f"rejects-{s:05d}.parquet") for s in range(3)
+        ]
+        rows = [row for table in tables for row in table.to_pylist()]
+        request_rows = [row for row in rows if row["scope"] == "request"]
+        assert len({row["input_id"] for row in request_rows}) == stage["rejected"]
+        counted = {
+            reason: sum(1 for r in rows if r["reason"] == reason)
+            for reason in stage["reject_reasons"]
+        }
+        assert counted == stage["reject_reasons"]
+        for row in request_rows:
+            assert row["attempts"] == 2 or row["reason"] in {"no_output", "engine_error"}
+            if row["reason"] in {"invalid_json", "truncated"}:
+                assert row["raw_answer"]
+    reasons = {r for s in stages.values() for r in s["reject_reasons"]}
+    assert {"invalid_json", "schema_violation"} & reasons  # the faults really happened
+
+
+def test_a_finished_run_reruns_without_loading_the_engine(corpus: Path, tmp_path: Path) -> None:
+    config = fake_config(corpus, tmp_path / "run")
+    run_pipeline(config)
+    before = markers(config.output_dir)
+    recorder = Recorder()
+    run_pipeline(config, recording_spec(config, recorder))
+    assert recorder.loads == 0 and recorder.sent == []
+    assert markers(config.output_dir) == before
+
+
+def test_changed_prompt_recomputes_that_stage_and_nothing_else(
+    corpus: Path, tmp_path: Path
+) -> None:
+    own_prompts = tmp_path / "prompts"
+    shutil.copytree(prompts_dir(), own_prompts)
+    config = fake_config(corpus, tmp_path / "run", prompts_dir=own_prompts)
+    run_pipeline(config)
+    before = markers(config.output_dir)
+
+    rewrite = own_prompts / "v1" / "rewrite.txt"
+    rewrite.write_text(rewrite.read_text() + "\nKeep it under twenty words.\n")
+    recorder = Recorder()
+    run_pipeline(config, recording_spec(config, recorder))
+    after = markers(config.output_dir)
+    changed = {key[0] for key in before if before[key] != after[key]}
+    assert changed == {"rewrites"}
+    assert recorder.sent and all("twenty words" in r.messages[0].content for r in recorder.sent)
+
+
+def test_changed_threshold_recomputes_labels_and_downstream_only(
+    corpus: Path, tmp_path: Path
+) -> None:
+    config = fake_config(corpus, tmp_path / "run")
+    run_pipeline(config)
+    before = markers(config.output_dir)
+    stricter = config.model_copy(update={"label_threshold": 0.6})
+    recorder = Recorder()
+    run_pipeline(stricter, recording_spec(stricter, recorder))
+    after = markers(config.output_dir)
+    changed = {key[0] for key in before if before[key] != after[key]}
+    assert changed == {"labels", "contexts", "rewrites"}
+    calls = {request.schema.get("required", [""])[0] for request in recorder.sent}
+    assert "characters" not in calls and "utterances" not in calls
+
+
+def test_a_crash_mid_shard_keeps_answers_and_never_pays_twice(corpus: Path, tmp_path: Path) -> None:
+    config = fake_config(corpus, tmp_path / "run")
+    crashing = Recorder(fail_after_batches=6)
+    with pytest.raises(RuntimeError, match="engine crashed"):
+        run_pipeline(config, recording_spec(config, crashing, batch_size=3))
+    journals = list((config.output_dir / "journal").glob("*/*.jsonl"))
+    assert journals, "the interrupted shard keeps its journal"
+    done_before = markers(config.output_dir)
+
+    resumed = Recorder()
+    run_pipeline(config, recording_spec(config, resumed, batch_size=3))
+    assert not crashing.keys & resumed.keys, "a request answered before the crash was sent again"
+    assert not list((config.output_dir / "journal").glob("*/*.jsonl"))
+    after = markers(config.output_dir)
+    assert all(after[key] == text for key, text in done_before.items())
+    replayed = sum(Manifest(config.output_dir).read(s, n).requests_replayed for s, n in after)  # type: ignore[union-attr]
+    assert replayed > 0
+
+
+def test_a_full_disk_fails_clearly_and_keeps_finished_shards(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = fake_config(corpus, tmp_path / "run")
+    import pipeline.storage as storage
+
+    real_replace = storage.os.replace
+    writes = {"count": 0}
+
+    def replace_until_full(source: str, target: str) -> None:
+        writes["count"] += 1
+        if "utterances/shard-00001" in str(target):
+            raise OSError(28, "No space left on device")
+        real_replace(source, target)
+
+    monkeypatch.setattr(storage.os, "replace", replace_until_full)
+    with pytest.raises(StorageError, match="No space left on device"):
+        run_pipeline(config)
+    kept = markers(config.output_dir)
+    assert ("rewrites", 0) in kept and ("utterances", 1) not in kept
+    assert not list(config.output_dir.glob("utterances/.*.tmp"))
+
+    monkeypatch.setattr(storage.os, "replace", real_replace)
+    recorder = Recorder()
+    run_pipeline(config, recording_spec(config, recorder))
+    assert (
+        not request_keys_in(config.output_dir / "rewrites" / "shard-00000.parquet") & recorder.keys
+    )
+    assert len(markers(config.output_dir)) == 5 * 3

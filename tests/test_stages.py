@@ -1,0 +1,205 @@
+"""Request building and answer parsing of every LLM call, on fixture rows."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.config import RunConfig
+from pipeline.stages import STAGES
+from pipeline.stages.actors import ActorsAnswer, ExtractActors
+from pipeline.stages.base import Reject, StageContext
+from pipeline.stages.contexts import CleanContext, ContextAnswer, GenerateContext
+from pipeline.stages.labels import LabelsAnswer, SoftLabel
+from pipeline.stages.rewrites import RewriteAnswer, RewriteUtterance
+from pipeline.stages.utterances import GenerateUtterances, UtterancesAnswer, assigned_emotions
+from pipeline.taxonomy import EMOTIONS, LABELS, NEUTRAL
+
+STORY = {"story_id": "s1", "title": "The Lighthouse", "text": "Mara keeps the lighthouse."}
+ACTOR = {**STORY, "actor_id": "s1/a00", "actor": "Mara", "actor_description": "the keeper"}
+UTTERANCE = {**ACTOR, "utterance_id": "s1/a00/u00", "intended_emotion": "fear",
+             "utterance": "The waves are higher than the tower."}  # fmt: skip
+LABELLED = {**UTTERANCE, "labels": ["fear", "nervousness"], "scores": [0.9, 0.4]}
+CONTEXTUAL = {**LABELLED, "context_raw": "A storm rises.", "context": "A storm rises."}
+
+
+@pytest.fixture
+def ctx() -> StageContext:
+    return StageContext.from_config(RunConfig(engine="fake"))
+
+
+def test_utterance_prompt_orders_static_story_actor_then_task(ctx: StageContext) -> None:
+    prompt = GenerateUtterances().prompt(ACTOR, ctx)
+    positions = [
+        prompt.index(ctx.taxonomy.definitions["disappointment"]),
+        prompt.index(STORY["text"]),
+        prompt.index("Mara, the keeper"),
+        prompt.index("Emotions, in this order:"),
+    ]
+    assert positions == sorted(positions)
+
+
+def test_requests_of_one_story_share_the_prompt_head(ctx: StageContext) -> None:
+    # A prefix cache reuses identical leading text: everything up to the actor must match.
+    other = {**ACTOR, "actor_id": "s1/a01", "actor": "Tomas", "actor_description": "brother"}
+    first, second = GenerateUtterances().prompt(ACTOR, ctx), GenerateUtterances().prompt(other, ctx)
+    shared = next(i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b)
+    assert first[:shared].endswith("Character: ")
+    assert STORY["text"] in first[:shared]
+
+
+def test_labelling_prompt_leaves_the_story_out(ctx: StageContext) -> None:
+    prompt = SoftLabel().prompt({**UTTERANCE, "text": "SECRET STORY TEXT"}, ctx)
+    assert "SECRET STORY TEXT" not in prompt
+    assert UTTERANCE["utterance"] in prompt and "Intended emotion: fear" in prompt
+
+
+@pytest.mark.parametrize(
+    ("step", "row"),
+    [(ExtractActors(), STORY), (GenerateUtterances(), ACTOR), (SoftLabel(), UTTERANCE),
+     (GenerateContext(), LABELLED), (CleanContext(), CONTEXTUAL), (RewriteUtterance(), CONTEXTUAL)],
+)  # fmt: skip
+def test_every_call_renders_fully_and_has_a_bounded_flat_schema(
+    step: Any, row: dict[str, Any], ctx: StageContext
+) -> None:
+    prompt = step.prompt(row, ctx)
+    assert "$" not in prompt and "JSON" in prompt
+    schema = step.schema(ctx)
+
+    def walk(node: Any) -> None:
+        assert "$ref" not in node
+        if node.get("type") == "string" and "enum" not in node:
+            assert node["maxLength"] <= 700
+        if node.get("type") == "array":
+            assert node["maxItems"] <= 40
+            walk(node["items"])
+        for sub in node.get("properties", {}).values():
+            walk(sub)
+
+    walk(schema)
+
+
+def test_stages_chain_their_schemas() -> None:
+    names = [stage.name for stage in STAGES]
+    assert names == ["actors", "utterances", "labels", "contexts", "rewrites"]
+    for upstream, downstream in itertools.pairwise(STAGES):
+        assert set(upstream.output_schema.names) < set(downstream.output_schema.names)
+
+
+def test_actors_are_deduplicated_and_capped(ctx: StageContext) -> None:
+    answer = ActorsAnswer.model_validate(
+        {
+            "characters": [
+                {"name": n, "description": "d"} for n in ("Mara", "mara ", "Tomas", "Ines")
+            ]
+        }
+    )
+    capped = StageContext.from_config(RunConfig(engine="fake", max_actors=2))
+    parsed = ExtractActors().parse(STORY, answer, capped)
+    assert [row["actor"] for row in parsed.rows] == ["Mara", "Tomas"]
+    assert [row["actor_id"] for row in parsed.rows] == ["s1/a00", "s1/a01"]
+    assert parsed.item_rejects == [("duplicate_actor", "mara"), ("over_max_actors", "Ines")]
+    assert ExtractActors().schema(capped)["properties"]["characters"]["maxItems"] == 2
+
+
+def test_assigned_emotions_are_distinct_deterministic_and_end_neutral(ctx: StageContext) -> None:
+    emotions = assigned_emotions("s1/a00", ctx)
+    assert emotions == assigned_emotions("s1/a00", ctx)
+    assert emotions[-2:] == [NEUTRAL, NEUTRAL]
+    assert len(set(emotions[:-2])) == 8 and set(emotions[:-2]) <= set(EMOTIONS)
+    assert emotions != assigned_emotions("s1/a01", ctx)
+
+
+def test_utterance_duplicates_become_item_rejects(ctx: StageContext) -> None:
+    items = [
+        {"emotion": "fear", "text": "The sea is rising fast."},
+        {"emotion": "joy", "text": "the sea is  rising fast."},
+        {"emotion": "fear", "text": "I hear the hull breaking."},
+        {"emotion": "neutral", "text": "The lamp needs oil today."},
+        {"emotion": "neutral", "text": "The tide turns at six."},
+    ]
+    parsed = GenerateUtterances().parse(ACTOR, UtterancesAnswer(utterances=items), ctx)  # type: ignore[arg-type]
+    assert [r["intended_emotion"] for r in parsed.rows] == ["fear", "neutral", "neutral"]
+    assert [reason for reason, _ in parsed.item_rejects] == [
+        "duplicate_utterance",
+        "duplicate_emotion",
+    ]
+    assert GenerateUtterances().schema(ctx)["properties"]["utterances"]["minItems"] == 10
+
+
+def test_utterance_emotion_must_be_in_the_taxonomy() -> None:
+    with pytest.raises(ValueError, match="not a GoEmotions label"):
+        UtterancesAnswer.model_validate(
+            {"utterances": [{"emotion": "hope", "text": "It will be fine."}]}
+        )
+
+
+def labels(*pairs: tuple[str, float]) -> LabelsAnswer:
+    return LabelsAnswer.model_validate(
+        {"emotions": [{"label": name, "intensity": i} for name, i in pairs]}
+    )
+
+
+def test_labels_are_mapped_thresholded_sorted_and_unmapped_ones_counted(ctx: StageContext) -> None:
+    answer = labels(("Anxiety", 0.6), ("fear", 0.9), ("determination", 0.8), ("joy", 0.2),
+                    ("nervousness", 0.4))  # fmt: skip
+    parsed = SoftLabel().parse(UTTERANCE, answer, ctx)
+    assert parsed.rows == [
+        {
+            "labels": ["fear", "nervousness"],
+            "scores": [0.9, 0.6],
+            "unmapped_labels": ["determination"],
+        }
+    ]
+    assert parsed.item_rejects == [("unmapped_label", "determination")]
+
+
+def test_label_answers_without_usable_labels_are_rejected(ctx: StageContext) -> None:
+    with pytest.raises(Reject) as off:
+        SoftLabel().parse(UTTERANCE, labels(("determination", 0.9)), ctx)
+    assert off.value.reason == "off_taxonomy_only" and off.value.retryable
+    with pytest.raises(Reject) as low:
+        SoftLabel().parse(UTTERANCE, labels(("fear", 0.2)), ctx)
+    assert low.value.reason == "below_threshold"
+
+
+def test_intensity_outside_the_scale_is_a_schema_violation() -> None:
+    with pytest.raises(ValueError):
+        labels(("fear", 1.5))
+    assert SoftLabel().schema(StageContext.from_config(RunConfig(engine="fake")))["properties"][
+        "emotions"
+    ]["items"]["properties"]["intensity"]["enum"] == [i / 10 for i in range(11)]
+
+
+def test_context_must_not_quote_the_utterance(ctx: StageContext) -> None:
+    quoted = ContextAnswer(context=f'Mara says "{UTTERANCE["utterance"]}" to the sea.')
+    with pytest.raises(Reject, match="context_quotes_utterance"):
+        GenerateContext().parse(LABELLED, quoted, ctx)
+    parsed = CleanContext().parse(CONTEXTUAL, ContextAnswer(context=" A storm rises. "), ctx)
+    assert parsed.rows == [{"context": "A storm rises."}]
+
+
+def test_rewrite_must_change_the_utterance(ctx: StageContext) -> None:
+    with pytest.raises(Reject, match="unchanged"):
+        RewriteUtterance().parse(
+            CONTEXTUAL, RewriteAnswer(utterance=UTTERANCE["utterance"].upper()), ctx
+        )
+    parsed = RewriteUtterance().parse(
+        CONTEXTUAL, RewriteAnswer(utterance="Look at the water."), ctx
+    )
+    assert parsed.rows == [{"rewritten_utterance": "Look at the water."}]
+
+
+def test_a_prompt_folder_of_ones_own_is_used(tmp_path: Path) -> None:
+    import shutil
+
+    from pipeline.resources import prompts_dir
+
+    shutil.copytree(prompts_dir(), tmp_path / "prompts")
+    (tmp_path / "prompts" / "v1" / "clean.txt").write_text("Clean this: $context", encoding="utf-8")
+    own = StageContext.from_config(RunConfig(engine="fake", prompts_dir=tmp_path / "prompts"))
+    assert CleanContext().prompt(CONTEXTUAL, own) == "Clean this: A storm rises."
+    assert len(LABELS) == 28
