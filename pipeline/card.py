@@ -11,13 +11,14 @@ import yaml
 from pipeline.manifest import StageTotals
 from pipeline.taxonomy import LABELS
 
-CITATION = """@inproceedings{emopillars2025,
+CITATION = """@inproceedings{shvets-2025-emo,
   title     = {Emo Pillars: Knowledge Distillation to Support Fine-Grained Context-Aware and
                Context-Less Emotion Classification},
   author    = {Shvets, Alexander},
   booktitle = {Findings of the Association for Computational Linguistics: ACL 2025},
   year      = {2025},
-  note      = {arXiv:2504.16856}
+  pages     = {174--191},
+  doi       = {10.18653/v1/2025.findings-acl.10}
 }"""
 
 

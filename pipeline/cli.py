@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-actors", type=int, help="characters per story")
     run.add_argument("--shard-size", type=int, help="stories per shard")
     run.add_argument("--seed", type=int)
-    run.add_argument("--threads", type=int, help="CPU threads for llamacpp")
+    run.add_argument("--threads", type=int, help="CPU threads for llamacpp (default: all)")
     run.add_argument("--license", help="dataset license id written in the card")
     run.add_argument("--quiet", action="store_true", help="no per-shard progress lines")
 

@@ -52,7 +52,7 @@ class RunConfig(BaseModel):
     engine: EngineName = "llamacpp"
     model: str | None = Field(None, description="GGUF file for llamacpp; default the packaged one")
     context_window: int = Field(4096, ge=512)
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1, description="CPU threads in all; default all cores")
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     repetition_penalty: float | None = Field(
         None, ge=1.0, le=2.0, description="None: the engine's default for its model"

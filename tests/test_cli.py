@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,36 @@ def test_console_script_runs_as_a_subprocess(corpus: Path, tmp_path: Path) -> No
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "dataset context_less" in result.stdout
+
+
+def test_wheel_carries_prompts_and_sample_corpus(tmp_path: Path) -> None:
+    # A non-editable install (or a container) has no source tree: the wheel must carry both.
+    import zipfile
+
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path / "dist"), str(root)],
+        check=True, timeout=300,
+    )  # fmt: skip
+    wheel = next((tmp_path / "dist").glob("emopillars-*.whl"))
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    probe = (
+        "from pipeline.resources import prompts_dir, sample_corpus;"
+        "from pipeline.stages.base import StageContext;"
+        "from pipeline.config import RunConfig;"
+        "StageContext.from_config(RunConfig(engine='fake'));"
+        "print(prompts_dir()); print(sample_corpus())"
+    )
+    # -S: no site hooks, so an editable install of this checkout cannot shadow the wheel.
+    path = os.pathsep.join([str(site), sysconfig.get_paths()["purelib"]])
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", probe], cwd=tmp_path, env={"PYTHONPATH": path},
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        str(site / "pipeline" / "_data" / "prompts"),
+        str(site / "pipeline" / "_data" / "corpora" / "sample" / "stories.jsonl"),
+    ]

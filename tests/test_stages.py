@@ -121,7 +121,8 @@ def test_utterance_duplicates_become_item_rejects(ctx: StageContext) -> None:
         {"emotion": "neutral", "text": "The lamp needs oil today."},
         {"emotion": "neutral", "text": "The tide turns at six."},
     ]
-    parsed = GenerateUtterances().parse(ACTOR, UtterancesAnswer(utterances=items), ctx)  # type: ignore[arg-type]
+    answer = UtterancesAnswer.model_validate({"utterances": items})
+    parsed = GenerateUtterances().parse(ACTOR, answer, ctx)
     assert [r["intended_emotion"] for r in parsed.rows] == ["fear", "neutral", "neutral"]
     assert [reason for reason, _ in parsed.item_rejects] == [
         "duplicate_utterance",
