@@ -9,15 +9,18 @@ from pipeline.assemble import assemble
 from pipeline.config import RunConfig
 from pipeline.engines import EngineSpec
 from pipeline.runner import Runner
-from pipeline.status import stage_totals
 
 
 @dataclass(frozen=True)
 class RunResult:
     run_dir: Path
     engine: str
-    engine_seconds: float
     dataset_counts: dict[str, dict[str, int]]
+    # This invocation only: (stage, shard) units computed and skipped as already done.
+    shards_computed: int
+    shards_skipped: int
+    requests_sent: int
+    engine_seconds: float
 
 
 def run_pipeline(config: RunConfig, engine: EngineSpec | None = None) -> RunResult:
@@ -27,10 +30,12 @@ def run_pipeline(config: RunConfig, engine: EngineSpec | None = None) -> RunResu
     runner = Runner(config, engine)
     plan = runner.run()
     counts = assemble(runner.run_dir, plan, config.seed, config.license)
-    totals = stage_totals(runner.run_dir)
     return RunResult(
         run_dir=runner.run_dir,
         engine=f"{runner.spec.info.name} ({runner.spec.info.model})",
-        engine_seconds=sum(t.engine_seconds for t in totals.values()),
         dataset_counts=counts,
+        shards_computed=len(runner.computed),
+        shards_skipped=runner.skipped,
+        requests_sent=sum(marker.requests_sent for marker in runner.computed),
+        engine_seconds=sum(marker.engine_seconds for marker in runner.computed),
     )

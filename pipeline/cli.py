@@ -83,7 +83,12 @@ def _run(args: argparse.Namespace) -> int:
         print(f"dataset {name}: " + ", ".join(f"{s} {n}" for s, n in splits.items()))
     wall = time.perf_counter() - began
     print(f"dataset folder: {result.run_dir / 'dataset'}")
-    print(f"engine: {result.engine}; engine time {result.engine_seconds:.1f}s of {wall:.1f}s wall")
+    print(f"engine: {result.engine}")
+    print(
+        f"this run: {result.shards_computed} stage shards computed, {result.shards_skipped} "
+        f"already done; {result.requests_sent} requests sent; "
+        f"engine {result.engine_seconds:.1f}s of {wall:.1f}s wall"
+    )
     if result.engine.startswith("fake"):
         print("NOTE: the fake engine was used: texts and labels are random, for tests only.")
     return EXIT_OK

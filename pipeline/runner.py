@@ -152,6 +152,9 @@ class Runner:
         self.spec = spec or engine_spec(config)
         self.engine = _LazyEngine(self.spec)
         self.manifest = Manifest(self.run_dir)
+        # What this invocation did, as opposed to the totals in the manifest.
+        self.computed: list[ShardMarker] = []
+        self.skipped = 0
 
     # -- sampling and requests -------------------------------------------------------------
     def _sampling(self, step: Step, attempt: int) -> Sampling:
@@ -332,7 +335,13 @@ class Runner:
             for shard in range(plan["shards"]):
                 upstream = STORIES_DIR
                 for stage in STAGES:
-                    self.run_stage_shard(stage, shard, shard_file(self.run_dir, upstream, shard))
+                    marker = self.run_stage_shard(
+                        stage, shard, shard_file(self.run_dir, upstream, shard)
+                    )
+                    if marker is None:
+                        self.skipped += 1
+                    else:
+                        self.computed.append(marker)
                     upstream = stage.name
         finally:
             self.engine.close()

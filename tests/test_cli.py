@@ -23,6 +23,7 @@ def test_run_then_status_json_keeps_the_invariants(
     printed = capsys.readouterr().out
     assert code == 0
     assert "rewrites" in printed and "fake engine was used" in printed
+    assert "15 stage shards computed, 0 already done" in printed
     assert main(["status", str(out), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     stages = status["stages"]

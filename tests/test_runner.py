@@ -65,8 +65,9 @@ def test_a_finished_run_reruns_without_loading_the_engine(corpus: Path, tmp_path
     run_pipeline(config)
     before = markers(config.output_dir)
     recorder = Recorder()
-    run_pipeline(config, recording_spec(config, recorder))
+    result = run_pipeline(config, recording_spec(config, recorder))
     assert recorder.loads == 0 and recorder.sent == []
+    assert (result.shards_computed, result.shards_skipped, result.requests_sent) == (0, 15, 0)
     assert markers(config.output_dir) == before
 
 
