@@ -161,6 +161,7 @@ def assemble(
 
     staging = run_dir / "dataset.partial"
     shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
     counts: dict[str, dict[str, int]] = {}
     label_counts: dict[str, Counter[str]] = {}
     for config in CONFIGS:

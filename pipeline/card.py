@@ -4,9 +4,12 @@ the data was made. Deterministic: no timestamps, so identical runs give identica
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict
 
 from pipeline.manifest import StageTotals
 from pipeline.taxonomy import LABELS
@@ -20,6 +23,63 @@ CITATION = """@inproceedings{shvets-2025-emo,
   pages     = {174--191},
   doi       = {10.18653/v1/2025.findings-acl.10}
 }"""
+
+SAMPLE_CORPUS_LICENSE = "cc0-1.0"
+SHARE_ALIKE_LICENSE = "cc-by-sa-4.0"
+# Licenses a CC BY-SA derivative may carry (share-alike: the same license, same or later).
+SHARE_ALIKE_COMPATIBLE = frozenset({"cc-by-sa-3.0", "cc-by-sa-4.0"})
+
+
+class ModelIdentity(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    revision: str | None  # None: the run did not pin one
+
+
+def model_identity(engine: dict[str, Any], config: dict[str, Any]) -> ModelIdentity:
+    """The teacher model and its revision, from wherever the engine recorded it: an
+    `id@revision` model name (llamacpp pins the GGUF by hash), the engine's options, or the
+    engine's own block of the config (`vllm.revision`)."""
+    model = str(engine["model"])
+    if "@" in model:
+        name, pinned = model.split("@", 1)
+        return ModelIdentity(id=name, revision=pinned)
+    revision = engine.get("options", {}).get("revision")
+    engine_block = config.get(str(engine["name"]))
+    if revision is None and isinstance(engine_block, dict):
+        revision = engine_block.get("revision")
+    return ModelIdentity(id=model, revision=revision)
+
+
+@dataclass(frozen=True)
+class LicenseChoice:
+    license_id: str
+    corpus: str  # how the card names the seed corpus
+    corpus_license: str | None  # None: not known
+    warning: str | None  # set when the dataset license breaks the corpus's share-alike terms
+
+
+def choose_license(license_id: str | None, config: dict[str, Any]) -> LicenseChoice:
+    """The dataset license (`license_id`, else the corpus's own when it is known) and a warning
+    when a CC BY-SA corpus would be relicensed incompatibly."""
+    corpus = config.get("corpus")
+    corpus_license: str | None
+    if corpus is None:
+        name, corpus_license = "the emopillars sample corpus", SAMPLE_CORPUS_LICENSE
+    else:
+        name = f"`{PurePath(str(corpus)).name}`"
+        corpus_license = config.get("corpus_license")
+    chosen = license_id or corpus_license or "other"
+    warning = None
+    share_alike = (corpus_license or "").startswith("cc-by-sa")
+    if share_alike and chosen not in SHARE_ALIKE_COMPATIBLE:
+        warning = (
+            f"the corpus {name} is {corpus_license} (share-alike, as WikiPlots and other "
+            f"Wikipedia-derived text are): a dataset made from it must keep a CC BY-SA "
+            f"license, but its license is {chosen}; publish with --license {SHARE_ALIKE_LICENSE}"
+        )
+    return LicenseChoice(chosen, name, corpus_license, warning)
 
 
 def _size_category(rows: int) -> str:
@@ -54,15 +114,17 @@ def render_card(
     run: dict[str, Any],
     license_id: str | None,
     features: dict[str, dict[str, Any]],
+    *,
+    repo_id: str | None = None,
 ) -> str:
+    """The card of a dataset; `repo_id` (the Hub repo it is published to) goes in the usage
+    example, which otherwise shows a placeholder."""
     config = run["config"]
-    engine = run["engine"]
     total_rows = sum(sum(splits.values()) for splits in counts.values())
-    sample_corpus = config.get("corpus") is None
-    license_value = license_id or ("cc0-1.0" if sample_corpus else "other")
+    licensing = choose_license(license_id, config)
     metadata = {
         "pretty_name": "Emo Pillars synthetic emotion data",
-        "license": license_value,
+        "license": licensing.license_id,
         "language": ["en"],
         "task_categories": ["text-classification"],
         "task_ids": ["multi-label-classification"],
@@ -93,16 +155,24 @@ def render_card(
         ],
     }
     header = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)
-    return f"---\n{header}---\n\n{_body(counts, label_counts, totals, config, engine)}"
+    body = [
+        *_how_it_was_made(run),
+        *_size_and_labels(counts, label_counts),
+        *_rejects(totals),
+        *_limitations_and_use(repo_id),
+        *_license(licensing),
+        "## Citation",
+        "",
+        "```bibtex",
+        CITATION,
+        "```",
+        "",
+    ]
+    return f"---\n{header}---\n\n" + "\n".join(body)
 
 
-def _body(
-    counts: dict[str, dict[str, int]],
-    label_counts: dict[str, Counter[str]],
-    totals: dict[str, StageTotals],
-    config: dict[str, Any],
-    engine: dict[str, Any],
-) -> str:
+def _how_it_was_made(run: dict[str, Any]) -> list[str]:
+    config, engine = run["config"], run["engine"]
     lines = ["# Emo Pillars synthetic emotion data", ""]
     if engine["name"] == "fake":
         lines += [
@@ -110,6 +180,8 @@ def _body(
             "> random. This folder only shows the shape of a dataset; do not train on it.",
             "",
         ]
+    teacher = model_identity(engine, config)
+    penalty = config.get("repetition_penalty") or "the engine's default for its model"
     lines += [
         "Utterances of story characters with multi-label soft emotion labels over the 28",
         "GoEmotions categories, made by distilling a language model with the Emo Pillars method.",
@@ -129,27 +201,43 @@ def _body(
         "4. Context generation, then a cleaning pass that removes named emotions.",
         "5. Rewriting of the utterance so that the context becomes necessary.",
         "",
-        f"- Engine: `{engine['name']}`, model `{engine['model']}`",
-        f"- Prompt version: `{config['prompt_version']}`; seed {config['seed']};"
-        f" temperature {config['temperature']}; up to {config['max_attempts']} tries per request",
+        f"- Teacher model: `{teacher.id}`, revision `{teacher.revision or 'not pinned'}`"
+        f" (engine `{engine['name']}`)",
+        f"- Sampling: temperature {config['temperature']}, repetition penalty {penalty},"
+        f" seed {config['seed']}; up to {config['max_attempts']} tries per request, retries at"
+        f" temperature {config['retry_temperature']} with a new seed",
+        f"- Prompt version: `{config['prompt_version']}` (the sha256 of every prompt file is in",
+        "  `provenance.json` when the dataset is published)",
         "",
-        "## Size",
-        "",
-        "| config | train | validation | test |",
-        "|---|---|---|---|",
     ]
+    return lines
+
+
+def _size_and_labels(
+    counts: dict[str, dict[str, int]], label_counts: dict[str, Counter[str]]
+) -> list[str]:
+    lines = ["## Size", "", "| config | train | validation | test |", "|---|---|---|---|"]
     for name, splits in counts.items():
         lines.append(f"| {name} | {splits['train']} | {splits['validation']} | {splits['test']} |")
-    lines += ["", "Stories never cross splits.", "", "## Label distribution (context_less)", ""]
-    lines += ["| label | examples |", "|---|---|"]
-    lines += [f"| {label} | {label_counts['context_less'].get(label, 0)} |" for label in LABELS]
-    lines += ["", "## Rejected answers per stage", "", "| stage | inputs | rejected | reasons |"]
+    lines += ["", "Stories never cross splits.", "", "## Label distribution", ""]
+    lines += ["| label | " + " | ".join(counts) + " |", "|---" * (len(counts) + 1) + "|"]
+    for label in LABELS:
+        cells = " | ".join(str(label_counts[name].get(label, 0)) for name in counts)
+        lines.append(f"| {label} | {cells} |")
+    return [*lines, ""]
+
+
+def _rejects(totals: dict[str, StageTotals]) -> list[str]:
+    lines = ["## Rejected answers per stage", "", "| stage | inputs | rejected | reasons |"]
     lines.append("|---|---|---|---|")
     for stage, total in totals.items():
         reasons = ", ".join(f"{reason} {n}" for reason, n in total.reject_reasons.items()) or "-"
         lines.append(f"| {stage} | {total.inputs} | {total.rejected} | {reasons} |")
-    lines += [
-        "",
+    return [*lines, ""]
+
+
+def _limitations_and_use(repo_id: str | None) -> list[str]:
+    return [
         "## Known limitations",
         "",
         "- Neutral utterances are less diverse than emotional ones.",
@@ -161,19 +249,29 @@ def _body(
         "",
         "```python",
         "from datasets import load_dataset",
-        'data = load_dataset("PATH_OR_REPO", "context_less")',
+        f'data = load_dataset("{repo_id or "PATH_OR_REPO"}", "context_less")  # or "context_aware"',
+        'names = data["train"].features["labels"].feature.names  # class id -> emotion',
         "```",
         "",
+    ]
+
+
+def _license(licensing: LicenseChoice) -> list[str]:
+    corpus_license = (
+        f"`{licensing.corpus_license}`"
+        if licensing.corpus_license
+        else "not recorded by the run: check it before you share this dataset"
+    )
+    lines = [
         "## License",
+        "",
+        f"Dataset license: `{licensing.license_id}`. Seed corpus: {licensing.corpus}, license "
+        f"{corpus_license}.",
         "",
         "The texts derive from the seed stories: a dataset made from a CC BY-SA corpus (such",
         "as Wikipedia plots) must keep that license.",
         "",
-        "## Citation",
-        "",
-        "```bibtex",
-        CITATION,
-        "```",
-        "",
     ]
-    return "\n".join(lines)
+    if licensing.warning:
+        lines += [f"> **Warning**: {licensing.warning}.", ""]
+    return lines

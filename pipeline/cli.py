@@ -9,12 +9,17 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pipeline.api import run_pipeline
 from pipeline.config import ConfigError, load_config
 from pipeline.corpus import CorpusError
 from pipeline.status import status_json, status_table
 from pipeline.storage import StorageError
+
+if TYPE_CHECKING:  # publishing imports huggingface_hub: only `publish` pays for it
+    from pipeline.hub import HubClient
+    from pipeline.publish import PublishResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -23,58 +28,106 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emopillars", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
+    # Flags of `run` are named after config fields (nested ones as section__field), so that
+    # they override the YAML config without a hand-kept list of names.
     run = commands.add_parser("run", help="run the pipeline (resumes an interrupted run)")
     run.add_argument("--config", type=Path, help="YAML file with run settings; flags override it")
-    run.add_argument("--corpus", type=Path, help="stories: .jsonl, .csv, .parquet or a .txt folder")
-    run.add_argument("--corpus-format", choices=["auto", "jsonl", "csv", "parquet", "txt"])
-    run.add_argument("--id-field")
-    run.add_argument("--title-field")
-    run.add_argument("--text-field")
-    run.add_argument("--output", type=Path, help="run folder (default outputs/<run-name>)")
-    run.add_argument("--run-name")
-    run.add_argument("--engine", choices=["llamacpp", "fake"])
-    run.add_argument("--model", help="GGUF file for llamacpp (default: packaged SmolLM2-135M)")
-    run.add_argument("--max-stories", type=int)
-    run.add_argument("--max-actors", type=int, help="characters per story")
-    run.add_argument("--shard-size", type=int, help="stories per shard")
-    run.add_argument("--seed", type=int)
-    run.add_argument("--threads", type=int, help="CPU threads for llamacpp (default: all)")
-    run.add_argument("--license", help="dataset license id written in the card")
     run.add_argument("--quiet", action="store_true", help="no per-shard progress lines")
+    data = run.add_argument_group("data")
+    data.add_argument("--corpus", type=Path, help="stories: .jsonl, .csv, .parquet or .txt folder")
+    data.add_argument("--corpus-format", choices=["auto", "jsonl", "csv", "parquet", "txt"])
+    data.add_argument("--id-field")
+    data.add_argument("--title-field")
+    data.add_argument("--text-field")
+    data.add_argument("--output", type=Path, help="run folder (default outputs/<run-name>)")
+    data.add_argument("--run-name")
+    data.add_argument("--max-stories", type=int)
+    data.add_argument("--max-actors", type=int, help="characters per story")
+    data.add_argument("--shard-size", type=int, help="stories per shard")
+    data.add_argument("--seed", type=int)
+    data.add_argument("--license", help="dataset license id written in the card")
+    data.add_argument("--corpus-license", help="your corpus's license, e.g. cc-by-sa-4.0")
+
+    engine = run.add_argument_group("engine")
+    engine.add_argument("--engine", choices=["llamacpp", "vllm", "openai", "fake"])
+    engine.add_argument(
+        "--model", help="llamacpp: GGUF file; vllm: model id or folder; openai: served model name"
+    )
+    engine.add_argument("--threads", type=int, help="llamacpp: CPU threads (default: all)")
+    engine.add_argument("--temperature", type=float, help="default 0: greedy, as in the paper")
+    engine.add_argument("--repetition-penalty", type=float)
+
+    vllm = run.add_argument_group("vllm engine")
+    vllm.add_argument("--revision", dest="vllm__revision", help="model revision to pin")
+    vllm.add_argument("--dtype", dest="vllm__dtype", help="auto, bfloat16, float16, float32")
+    vllm.add_argument("--max-model-len", dest="vllm__max_model_len", type=int)
+    vllm.add_argument("--gpu-memory-utilization", dest="vllm__gpu_memory_utilization", type=float)
+    vllm.add_argument("--tensor-parallel-size", dest="vllm__tensor_parallel_size", type=int)
+    vllm.add_argument(
+        "--enforce-eager", dest="vllm__enforce_eager", action="store_const", const=True
+    )
+    vllm.add_argument(
+        "--no-prefix-caching", dest="vllm__prefix_caching", action="store_const", const=False
+    )
+
+    server = run.add_argument_group("openai engine (OpenAI-compatible servers)")
+    server.add_argument("--base-url", dest="server__base_url", help="e.g. http://host:8000/v1")
+    server.add_argument(
+        "--api-key-env", dest="server__api_key_env", help="variable that holds the API key"
+    )
+    server.add_argument(
+        "--structured-outputs",
+        dest="server__structured_outputs",
+        choices=["vllm", "llamacpp", "json_schema"],
+        help="how the schema is sent (default vllm)",
+    )
+    server.add_argument("--concurrency", dest="server__concurrency", type=int)
+    server.add_argument("--request-timeout", dest="server__request_timeout_s", type=float)
+    server.add_argument("--max-retries", dest="server__max_retries", type=int)
 
     status = commands.add_parser("status", help="show per-stage progress of a run folder")
     status.add_argument("run_dir", type=Path)
     status.add_argument("--json", action="store_true")
+
+    publish = commands.add_parser(
+        "publish", help="check a finished run and publish its dataset on the Hugging Face Hub"
+    )
+    publish.add_argument("run_dir", type=Path)
+    publish.add_argument("--repo-id", required=True, help="OWNER/NAME of the dataset repo")
+    publish.add_argument("--private", action="store_true", help="create the repo private")
+    publish.add_argument("--revision", help="branch to publish to (created when missing)")
+    publish.add_argument("--license", help="dataset license id (default: the run config's)")
+    publish.add_argument(
+        "--dry-run",
+        type=Path,
+        metavar="STAGING_DIR",
+        help="write the tree that would be uploaded to this new folder; upload nothing",
+    )
+    publish.add_argument("--message", help="commit message")
     return parser
 
 
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for name, value in vars(args).items():
+        if value is None or name in ("command", "config", "quiet"):
+            continue
+        section, _, field = name.rpartition("__")
+        target = overrides.setdefault(section, {}) if section else overrides
+        target[field] = value
+    return overrides
+
+
 def _run(args: argparse.Namespace) -> int:
-    overrides = {
-        key: getattr(args, key)
-        for key in (
-            "corpus",
-            "corpus_format",
-            "id_field",
-            "title_field",
-            "text_field",
-            "output",
-            "run_name",
-            "engine",
-            "model",
-            "max_stories",
-            "max_actors",
-            "shard_size",
-            "seed",
-            "threads",
-            "license",
-        )
-    }
+    overrides = _overrides(args)
     config = load_config(args.config, **overrides)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(message)s",
         datefmt="%H:%M:%S",
     )
+    for chatty in ("httpx", "httpx2", "openai"):  # one line per HTTP request otherwise
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     began = time.perf_counter()
     result = run_pipeline(config)
     print(status_table(result.run_dir))
@@ -94,8 +147,66 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _publish(args: argparse.Namespace, hub: HubClient | None) -> int:
+    from pipeline.hub import HubError, PublishRefused
+    from pipeline.publish import publish, publish_options
+    from pipeline.release_checks import ReleaseCheckError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        options = publish_options(
+            repo_id=args.repo_id,
+            private=args.private,
+            revision=args.revision,
+            license=args.license,
+            dry_run=args.dry_run,
+            message=args.message,
+        )
+        result = publish(args.run_dir, options, hub)
+    except (ConfigError, FileNotFoundError, PublishRefused) as error:
+        # Nothing was attempted: the command or the environment must change first.
+        print(f"emopillars: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ReleaseCheckError, HubError, OSError) as error:
+        print(f"emopillars: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(_publish_summary(result))
+    return EXIT_OK
+
+
+def _publish_summary(result: PublishResult) -> str:
+    sizes = [
+        f"dataset {name}: " + ", ".join(f"{s} {n}" for s, n in splits.items())
+        for name, splits in result.counts.items()
+    ]
+    if result.staged_to is not None:
+        files = "\n".join(f"  {path}" for path in result.tree)
+        return "\n".join(
+            [
+                f"dry run: wrote the tree for {result.repo_id} to {result.staged_to}; "
+                "nothing was uploaded",
+                files,
+                *sizes,
+            ]
+        )
+    if result.uploaded or result.card_committed:
+        done = (
+            f"{len(result.uploaded)} data files uploaded, "
+            f"{len(result.unchanged)} already there"
+            + (f", {len(result.deleted)} old ones deleted" if result.deleted else "")
+            + "; README.md and provenance.json committed"
+        )
+    else:
+        done = "nothing new to upload: the repo already holds this run"
+    created = " (repo created)" if result.created_repo else ""
+    return "\n".join([f"published to {result.url}{created}", done, *sizes])
+
+
+def main(argv: Sequence[str] | None = None, hub: HubClient | None = None) -> int:
+    """`hub` replaces the real Hugging Face Hub for `publish` (tests pass a fake)."""
     args = _parser().parse_args(argv)
+    if args.command == "publish":
+        return _publish(args, hub)
     try:
         if args.command == "run":
             return _run(args)

@@ -8,7 +8,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-EngineName = Literal["llamacpp", "fake"]
+EngineName = Literal["llamacpp", "vllm", "openai", "fake"]
+StructuredOutputs = Literal["vllm", "llamacpp", "json_schema"]
 CorpusFormat = Literal["auto", "jsonl", "csv", "parquet", "txt"]
 
 
@@ -30,6 +31,41 @@ class TokenBudgets(BaseModel):
     rewrite: int = Field(300, ge=16)
 
 
+class VLLMOptions(BaseModel):
+    """Options of the in-process vLLM engine (`--engine vllm`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    revision: str | None = Field(None, description="model revision (branch, tag or commit)")
+    dtype: str = Field("auto", description="auto, bfloat16, float16 or float32 (CPU)")
+    max_model_len: int | None = Field(None, ge=256)
+    gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
+    tensor_parallel_size: int = Field(1, ge=1)
+    enforce_eager: bool = False
+    prefix_caching: bool = True
+    # Leave JSON free of optional whitespace: fewer tokens, and no runaway blank padding.
+    disable_any_whitespace: bool = True
+
+
+class ServerOptions(BaseModel):
+    """Options of the OpenAI-compatible client engine (`--engine openai`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="the server's /v1 URL")
+    api_key_env: str | None = Field(
+        None, description="name of the environment variable that holds the API key"
+    )
+    structured_outputs: StructuredOutputs = Field(
+        "vllm",
+        description="how the schema is sent: vllm (vllm serve), llamacpp (llama.cpp servers), "
+        "json_schema (OpenAI, SGLang and others)",
+    )
+    concurrency: int = Field(32, ge=1, le=4096, description="requests in flight")
+    request_timeout_s: float = Field(300.0, gt=0)
+    max_retries: int = Field(6, ge=0, le=50, description="retries of a transient failure")
+
+
 class RunConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -39,6 +75,9 @@ class RunConfig(BaseModel):
     id_field: str = "id"
     title_field: str = "title"
     text_field: str = "text"
+    corpus_license: str | None = Field(
+        None, description="license of your corpus, e.g. cc-by-sa-4.0 for Wikipedia plots"
+    )
     max_stories: int | None = Field(None, ge=1)
     max_story_chars: int = Field(6000, ge=100, description="longer stories are rejected")
 
@@ -50,7 +89,11 @@ class RunConfig(BaseModel):
 
     # Engine and decoding
     engine: EngineName = "llamacpp"
-    model: str | None = Field(None, description="GGUF file for llamacpp; default the packaged one")
+    model: str | None = Field(
+        None,
+        description="llamacpp: a GGUF file (default the packaged SmolLM2); vllm: a model id or "
+        "folder; openai: the served model name",
+    )
     context_window: int = Field(4096, ge=512)
     threads: int | None = Field(None, ge=1, description="CPU threads in all; default all cores")
     temperature: float = Field(0.0, ge=0.0, le=2.0)
@@ -59,6 +102,8 @@ class RunConfig(BaseModel):
     )
     max_tokens: TokenBudgets = TokenBudgets()
     seed: int = 0
+    vllm: VLLMOptions = VLLMOptions()
+    server: ServerOptions = ServerOptions()
 
     # Method
     prompt_version: str = "v1"
@@ -81,6 +126,8 @@ class RunConfig(BaseModel):
             raise ValueError(f"corpus {self.corpus} does not exist")
         if self.engine == "llamacpp" and self.model is not None and not Path(self.model).is_file():
             raise ValueError(f"model {self.model} is not a file (llamacpp needs a .gguf file)")
+        if self.engine in ("vllm", "openai") and not self.model:
+            raise ValueError(f"--engine {self.engine} needs --model (a model id or folder)")
         return self
 
     @property
@@ -95,6 +142,15 @@ class RunConfig(BaseModel):
         return self.output if self.output is not None else Path("outputs") / self.resolved_run_name
 
 
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """Deep-merge: a flag for `vllm.dtype` keeps the YAML's other `vllm` fields."""
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
 def load_config(path: Path | None = None, **overrides: Any) -> RunConfig:
     """Read a YAML config (optional) and apply flag overrides; None overrides are ignored."""
     values: dict[str, Any] = {}
@@ -106,7 +162,7 @@ def load_config(path: Path | None = None, **overrides: Any) -> RunConfig:
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config {path} must be a mapping of field: value")
         values.update(loaded or {})
-    values.update({key: value for key, value in overrides.items() if value is not None})
+    _merge(values, {key: value for key, value in overrides.items() if value is not None})
     try:
         return RunConfig.model_validate(values)
     except ValidationError as error:

@@ -1,4 +1,4 @@
-"""Test doubles: an engine spec around the fake engine that records what it was sent."""
+"""Test doubles: an engine spec that records what its engine was sent."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from pipeline.config import RunConfig
-from pipeline.engines import EngineSpec, Request, Result, engine_spec
-from pipeline.engines.fake import FakeEngine
+from pipeline.engines import Engine, EngineSpec, Request, Result, engine_spec
 
 
 @dataclass
@@ -26,7 +25,9 @@ class Recorder:
 
 
 class RecordingEngine:
-    def __init__(self, inner: FakeEngine, recorder: Recorder) -> None:
+    """Wraps any engine: records what it is sent and can crash after some batches."""
+
+    def __init__(self, inner: Engine, recorder: Recorder) -> None:
         self.inner = inner
         self.recorder = recorder
 
@@ -40,19 +41,20 @@ class RecordingEngine:
         return self.inner.generate(requests)
 
     def close(self) -> None:
-        pass
+        self.inner.close()
 
 
 def recording_spec(
     config: RunConfig, recorder: Recorder, batch_size: int | None = None
 ) -> EngineSpec:
+    """The configured engine, recorded; `batch_size` overrides the engine's own."""
     base = engine_spec(config)
 
     def load() -> RecordingEngine:
         recorder.loads += 1
-        return RecordingEngine(FakeEngine(config.fake_fault_rate, config.fake_latency_s), recorder)
+        return RecordingEngine(base.load(), recorder)
 
-    return replace(base, load=load, batch_size=batch_size)
+    return replace(base, load=load, batch_size=batch_size or base.batch_size)
 
 
 def request_keys_in(path: Path) -> set[str]:

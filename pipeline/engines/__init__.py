@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.config import RunConfig
@@ -17,9 +18,8 @@ SMALL_MODEL_REPETITION_PENALTY = 1.15
 
 
 def engine_spec(config: RunConfig) -> EngineSpec:
-    if config.engine == "fake":
-        return _fake_spec(config)
-    return _llamacpp_spec(config)
+    """Describe the configured engine; fails at once on a missing extra, file or key."""
+    return _SPECS[config.engine](config)
 
 
 def _fake_spec(config: RunConfig) -> EngineSpec:
@@ -53,3 +53,53 @@ def _llamacpp_spec(config: RunConfig) -> EngineSpec:
         batch_size=4,
         load=lambda: LlamaCppEngine(model_path, config.context_window, config.threads, config.seed),
     )
+
+
+def _vllm_spec(config: RunConfig) -> EngineSpec:
+    from pipeline.engines.vllm import VLLMEngine, check_installed
+
+    check_installed()
+    options = config.vllm
+    info = EngineInfo(
+        name="vllm",
+        model=config.model or "",
+        # What changes the answers; parallelism and memory settings do not.
+        options={
+            "revision": options.revision,
+            "dtype": options.dtype,
+            "max_model_len": options.max_model_len,
+        },
+    )
+    return EngineSpec(
+        info=info,
+        repetition_penalty=config.repetition_penalty or PAPER_REPETITION_PENALTY,
+        batch_size=None,  # the whole shard in one LLM.chat call
+        load=lambda: VLLMEngine(config),
+    )
+
+
+def _openai_spec(config: RunConfig) -> EngineSpec:
+    from pipeline.engines.openai_server import OpenAIServerEngine, api_key
+
+    api_key(config.server)  # a missing key fails now, not after the first shard
+    info = EngineInfo(
+        name="openai",
+        model=config.model or "",
+        options={"structured_outputs": config.server.structured_outputs},
+    )
+    return EngineSpec(
+        info=info,
+        repetition_penalty=config.repetition_penalty or PAPER_REPETITION_PENALTY,
+        # The server batches continuously; client-side batches only bound what a crash
+        # can lose, so they hold several rounds of the concurrency window.
+        batch_size=8 * config.server.concurrency,
+        load=lambda: OpenAIServerEngine(config.model or "", config.server),
+    )
+
+
+_SPECS: dict[str, Callable[[RunConfig], EngineSpec]] = {
+    "fake": _fake_spec,
+    "llamacpp": _llamacpp_spec,
+    "vllm": _vllm_spec,
+    "openai": _openai_spec,
+}

@@ -1,0 +1,114 @@
+"""The openai engine against a real OpenAI-compatible server: llama-cpp-python's, serving the
+packaged model on 127.0.0.1; killed in the middle of a shard and restarted."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conformance import check_conformance, conformance_batch
+from conftest import write_corpus
+from helpers import Recorder, recording_spec, request_keys_in
+from servers import LlamaServer
+
+from pipeline.api import run_pipeline
+from pipeline.config import RunConfig
+from pipeline.engines.openai_server import OpenAIServerEngine, ServerError
+from pipeline.journal import Journal
+from pipeline.stages import STAGE_NAMES
+from pipeline.status import status_json
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LlamaServer]:
+    llama = LlamaServer(tmp_path / "server.log")
+    llama.start()
+    yield llama
+    llama.stop()
+
+
+def test_real_server_answers_conform_when_the_schema_is_sent_its_way(server: LlamaServer) -> None:
+    config = RunConfig.model_validate(
+        {"engine": "openai", "model": "smollm2",
+         "server": {"base_url": server.base_url, "structured_outputs": "llamacpp"}}
+    )  # fmt: skip
+    engine = OpenAIServerEngine("smollm2", config.server)
+    verdicts = check_conformance(engine, conformance_batch("llama-server", 1.15))
+    assert set(verdicts) <= {"valid", "truncated"} and verdicts.count("valid") >= 3
+
+    # Sent the vLLM way, the schema is ignored by this server: the answers must be flagged
+    # (and so become rejects), not pass as data.
+    ignoring = OpenAIServerEngine("smollm2", config.server.model_copy(
+        update={"structured_outputs": "vllm"}))  # fmt: skip
+    verdicts = check_conformance(ignoring, conformance_batch("llama-server", 1.15))
+    assert verdicts.count("valid") < len(verdicts)
+
+
+def test_server_killed_mid_shard_then_restarted_loses_and_repeats_nothing(
+    server: LlamaServer, tmp_path: Path
+) -> None:
+    corpus = write_corpus(tmp_path / "stories.jsonl")
+    config = RunConfig.model_validate(
+        {
+            "corpus": corpus, "output": tmp_path / "run", "engine": "openai", "model": "smollm2",
+            "max_stories": 2, "shard_size": 1, "max_actors": 1, "emotions_per_actor": 3,
+            "neutral_per_actor": 1, "repetition_penalty": 1.15,
+            "server": {"base_url": server.base_url, "structured_outputs": "llamacpp",
+                       "concurrency": 2, "max_retries": 1, "request_timeout_s": 60},
+        }
+    )  # fmt: skip
+    run_dir = config.output_dir
+    first = Recorder()
+    failure: list[BaseException] = []
+
+    def run_until_the_server_dies() -> None:
+        try:
+            run_pipeline(config, recording_spec(config, first, batch_size=2))
+        except BaseException as error:
+            failure.append(error)
+
+    thread = threading.Thread(target=run_until_the_server_dies)
+    thread.start()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and thread.is_alive():
+        journals = [p for p in (run_dir / "journal").glob("*/*.jsonl") if p.stat().st_size]
+        if (run_dir / "manifest" / "rewrites" / "shard-00000.json").exists() and journals:
+            break
+        time.sleep(0.05)
+    server.kill()
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "the run hung after its server died"
+    assert failure and isinstance(failure[0], ServerError), failure
+
+    finished = {p: p.read_text() for p in (run_dir / "manifest").glob("*/shard-*.json")}
+    done_keys: set[str] = set()
+    for marker in finished:
+        stage, shard = marker.parent.name, marker.stem.split("-")[1]
+        done_keys |= request_keys_in(run_dir / stage / f"shard-{shard}.parquet")
+        done_keys |= request_keys_in(run_dir / stage / f"rejects-{shard}.parquet")
+    journaled = {k for p in (run_dir / "journal").glob("*/*.jsonl") for k in Journal(p).answers}
+    assert done_keys and journaled
+
+    server.start()
+    second = Recorder()
+    run_pipeline(config, recording_spec(config, second, batch_size=2))
+    assert not second.keys & (done_keys | journaled), "a finished request was paid twice"
+    assert all(marker.read_text() == text for marker, text in finished.items())
+
+    stages = status_json(run_dir)["stages"]
+    previous = 2
+    for name in STAGE_NAMES:
+        stage = stages[name]
+        assert stage["shards_done"] == stage["shards_total"] == 2
+        assert stage["inputs"] == stage["accepted"] + stage["rejected"] == previous
+        previous = stage["outputs"]
+    import pyarrow.parquet as pq
+
+    shards = [run_dir / "labels" / f"shard-{s:05d}.parquet" for s in range(2)]
+    ids = [row["utterance_id"] for path in shards for row in pq.read_table(path).to_pylist()]
+    assert len(ids) == len(set(ids)) == stages["labels"]["outputs"]
