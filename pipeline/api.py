@@ -8,14 +8,18 @@ from pathlib import Path
 from pipeline.assemble import assemble
 from pipeline.config import RunConfig
 from pipeline.engines import EngineSpec
-from pipeline.runner import Runner
+from pipeline.runner import ProgressHook, Runner, read_plan
+from pipeline.storage import read_json
+from pipeline.workers import shards_of_worker
 
 
 @dataclass(frozen=True)
 class RunResult:
     run_dir: Path
     engine: str
-    dataset_counts: dict[str, dict[str, int]]
+    # None for one worker of several: `emopillars assemble` builds the dataset once all are done.
+    dataset_counts: dict[str, dict[str, int]] | None
+    story_shards: tuple[int, ...]  # the story shards this invocation was responsible for
     # This invocation only: (stage, shard) units computed and skipped as already done.
     shards_computed: int
     shards_skipped: int
@@ -23,19 +27,42 @@ class RunResult:
     engine_seconds: float
 
 
-def run_pipeline(config: RunConfig, engine: EngineSpec | None = None) -> RunResult:
+def run_pipeline(
+    config: RunConfig, engine: EngineSpec | None = None, on_shard: ProgressHook | None = None
+) -> RunResult:
     """Run every stage on every shard not already done, then assemble the dataset.
 
-    `engine` replaces the configured engine (tests pass a recording fake)."""
-    runner = Runner(config, engine)
-    plan = runner.run()
-    counts = assemble(runner.run_dir, plan, config.seed, config.license)
+    As one of several workers (`config.num_workers`), run only this worker's story shards and
+    leave assembly to `assemble_run`. `engine` replaces the configured engine (tests pass a
+    recording fake); `on_shard` is called after each (stage, shard), with its marker, or None
+    when it was already done."""
+    runner = Runner(config, engine, on_shard)
+    if config.executor == "ray":
+        from pipeline.ray_executor import run_on_ray  # Ray is an optional extra
+
+        plan = run_on_ray(runner, engine)
+    else:
+        plan = runner.run()
+    alone = config.num_workers == 1
+    counts = assemble(runner.run_dir, plan, config.seed, config.license) if alone else None
     return RunResult(
         run_dir=runner.run_dir,
         engine=f"{runner.spec.info.name} ({runner.spec.info.model})",
         dataset_counts=counts,
+        story_shards=tuple(
+            shards_of_worker(config.worker_index, config.num_workers, plan["shards"])
+        ),
         shards_computed=len(runner.computed),
         shards_skipped=runner.skipped,
         requests_sent=sum(marker.requests_sent for marker in runner.computed),
         engine_seconds=sum(marker.engine_seconds for marker in runner.computed),
     )
+
+
+def assemble_run(run_dir: Path) -> dict[str, dict[str, int]]:
+    """Build the dataset of a run folder whose shards are all done, with the seed and license
+    the run recorded; raises IncompleteRunError naming the missing shards otherwise."""
+    plan = read_plan(run_dir)
+    config = read_json(run_dir / "run.json")["config"]
+    counts: dict[str, dict[str, int]] = assemble(run_dir, plan, config["seed"], config["license"])
+    return counts

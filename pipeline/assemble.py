@@ -22,6 +22,7 @@ from pipeline.manifest import Manifest
 from pipeline.stages import STAGE_NAMES
 from pipeline.storage import write_table
 from pipeline.taxonomy import LABEL_IDS, LABELS
+from pipeline.workers import describe_missing
 
 SPLITS = ("train", "validation", "test")
 ROWS_PER_FILE = 50_000
@@ -90,7 +91,14 @@ CONFIGS = (CONTEXT_LESS, CONTEXT_AWARE)
 
 
 class IncompleteRunError(RuntimeError):
-    pass
+    """Some (stage, shard) has no marker yet; the message names each and its worker."""
+
+    def __init__(self, missing: list[tuple[str, int]], total: int, num_workers: int) -> None:
+        self.missing = missing
+        super().__init__(
+            f"cannot assemble: {len(missing)} of {total} stage shards are not done:\n"
+            + describe_missing(missing, num_workers)
+        )
 
 
 def split_of_stories(
@@ -151,13 +159,14 @@ def assemble(
     manifest = Manifest(run_dir)
     totals = manifest.totals(STAGE_NAMES, plan["shards"])
     missing = [
-        f"{stage}/shard-{shard:05d}"
+        (stage, shard)
         for stage in STAGE_NAMES
         for shard in range(plan["shards"])
         if manifest.read(stage, shard) is None
     ]
     if missing:
-        raise IncompleteRunError(f"cannot assemble: {len(missing)} shards not done: {missing[:10]}")
+        total = len(STAGE_NAMES) * plan["shards"]
+        raise IncompleteRunError(missing, total, plan.get("num_workers", 1))
 
     staging = run_dir / "dataset.partial"
     shutil.rmtree(staging, ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -12,10 +13,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.api import run_pipeline
+from pipeline.cluster_commands import (
+    add_cluster_commands,
+    assemble_command,
+    launch_command,
+    worker_banner,
+    worker_summary,
+)
 from pipeline.config import ConfigError, load_config
 from pipeline.corpus import CorpusError
+from pipeline.progress import ShardProgress
 from pipeline.status import status_json, status_table
 from pipeline.storage import StorageError
+from pipeline.workers import with_scheduled_worker
 
 if TYPE_CHECKING:  # publishing imports huggingface_hub: only `publish` pays for it
     from pipeline.hub import HubClient
@@ -85,6 +95,21 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument("--request-timeout", dest="server__request_timeout_s", type=float)
     server.add_argument("--max-retries", dest="server__max_retries", type=int)
 
+    workers = run.add_argument_group("workers sharing one run folder (README: GPU cluster)")
+    workers.add_argument(
+        "--num-workers", type=int, help="workers in all (default: from a SLURM array, else 1)"
+    )
+    workers.add_argument(
+        "--worker-index",
+        type=int,
+        help="this worker, 0..N-1; owns story shards s %% N == I "
+        "(default: SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX)",
+    )
+    workers.add_argument("--executor", choices=["local", "ray"], help="ray: a task per shard")
+    workers.add_argument("--ray-address", help="Ray cluster (default RAY_ADDRESS, else local)")
+    workers.add_argument("--gpus-per-task", type=float, help="GPUs per Ray task")
+    add_cluster_commands(commands)
+
     status = commands.add_parser("status", help="show per-stage progress of a run folder")
     status.add_argument("run_dir", type=Path)
     status.add_argument("--json", action="store_true")
@@ -118,24 +143,42 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def _run(args: argparse.Namespace) -> int:
-    overrides = _overrides(args)
-    config = load_config(args.config, **overrides)
+def _configure_logging(quiet: bool) -> None:
     logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
+        level=logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(message)s",
         datefmt="%H:%M:%S",
     )
     for chatty in ("httpx", "httpx2", "openai"):  # one line per HTTP request otherwise
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    # Shard events are bare JSON lines that log collectors parse as they are; at a terminal,
+    # where a progress line shows instead, they stay quiet.
+    events = logging.getLogger("emopillars.events")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    events.addHandler(handler)
+    events.propagate = False
+    events.setLevel(logging.WARNING if quiet or sys.stderr.isatty() else logging.INFO)
+
+
+def _run(args: argparse.Namespace) -> int:
+    overrides = _overrides(args)
+    config = with_scheduled_worker(load_config(args.config, **overrides), os.environ)
+    _configure_logging(args.quiet)
+    if config.num_workers > 1:
+        print(worker_banner(config), flush=True)
     began = time.perf_counter()
-    result = run_pipeline(config)
+    with ShardProgress() as progress:
+        result = run_pipeline(config, on_shard=None if args.quiet else progress)
     print(status_table(result.run_dir))
     print()
-    for name, splits in result.dataset_counts.items():
-        print(f"dataset {name}: " + ", ".join(f"{s} {n}" for s, n in splits.items()))
     wall = time.perf_counter() - began
-    print(f"dataset folder: {result.run_dir / 'dataset'}")
+    if result.dataset_counts is None:
+        print(worker_summary(config, result))
+    else:
+        for name, splits in result.dataset_counts.items():
+            print(f"dataset {name}: " + ", ".join(f"{s} {n}" for s, n in splits.items()))
+        print(f"dataset folder: {result.run_dir / 'dataset'}")
     print(f"engine: {result.engine}")
     print(
         f"this run: {result.shards_computed} stage shards computed, {result.shards_skipped} "
@@ -204,7 +247,16 @@ def _publish_summary(result: PublishResult) -> str:
 
 def main(argv: Sequence[str] | None = None, hub: HubClient | None = None) -> int:
     """`hub` replaces the real Hugging Face Hub for `publish` (tests pass a fake)."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    # `launch` passes the flags it does not know on to its `run` workers.
+    args, passed_on = parser.parse_known_args(argv)
+    if args.command == "launch":
+        run_args = parser.parse_args(["run", *passed_on])  # a bad flag fails as in `run`
+        return launch_command(args.gpus, passed_on, run_args.config, _overrides(run_args))
+    if passed_on:
+        parser.error(f"unrecognized arguments: {' '.join(passed_on)}")
+    if args.command == "assemble":
+        return assemble_command(args.run_dir)
     if args.command == "publish":
         return _publish(args, hub)
     try:

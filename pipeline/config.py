@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 EngineName = Literal["llamacpp", "vllm", "openai", "fake"]
 StructuredOutputs = Literal["vllm", "llamacpp", "json_schema"]
 CorpusFormat = Literal["auto", "jsonl", "csv", "parquet", "txt"]
+Executor = Literal["local", "ray"]
 
 
 class ConfigError(ValueError):
@@ -120,6 +121,20 @@ class RunConfig(BaseModel):
     fake_fault_rate: float = Field(0.0, ge=0.0, le=1.0)
     fake_latency_s: float = Field(0.0, ge=0.0)
 
+    # Execution: how the work is spread over processes (pipeline/workers.py). It never
+    # changes the data, so these fields stay out of run.json and of the run's identity.
+    num_workers: int = Field(1, ge=1, description="workers sharing the run folder")
+    worker_index: int = Field(0, ge=0, description="this worker: 0 .. num_workers-1")
+    executor: Executor = Field(
+        "local", description="local: this process; ray: one Ray task per story shard"
+    )
+    ray_address: str | None = Field(
+        None, description="Ray cluster to join; default RAY_ADDRESS, else a local instance"
+    )
+    gpus_per_task: float | None = Field(
+        None, ge=0.0, description="GPUs per Ray task; default vllm's tensor-parallel size, else 0"
+    )
+
     @model_validator(mode="after")
     def _check_paths(self) -> RunConfig:
         if self.corpus is not None and not self.corpus.exists():
@@ -128,6 +143,21 @@ class RunConfig(BaseModel):
             raise ValueError(f"model {self.model} is not a file (llamacpp needs a .gguf file)")
         if self.engine in ("vllm", "openai") and not self.model:
             raise ValueError(f"--engine {self.engine} needs --model (a model id or folder)")
+        return self
+
+    @model_validator(mode="after")
+    def _check_execution(self) -> RunConfig:
+        if self.worker_index >= self.num_workers:
+            raise ValueError(
+                f"worker_index {self.worker_index} is not below num_workers {self.num_workers} "
+                f"(workers are numbered 0 to {self.num_workers - 1})"
+            )
+        if self.executor == "ray" and self.num_workers > 1:
+            raise ValueError(
+                "executor ray hands out the shards itself: leave num_workers and worker_index out"
+            )
+        if self.executor != "ray" and (self.ray_address or self.gpus_per_task is not None):
+            raise ValueError("ray_address and gpus_per_task need executor ray")
         return self
 
     @property
@@ -140,6 +170,12 @@ class RunConfig(BaseModel):
     @property
     def output_dir(self) -> Path:
         return self.output if self.output is not None else Path("outputs") / self.resolved_run_name
+
+
+# The fields above that say how work is spread, not what is computed.
+EXECUTION_FIELDS = frozenset(
+    {"num_workers", "worker_index", "executor", "ray_address", "gpus_per_task"}
+)
 
 
 def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from pipeline.hashing import file_hash
 from pipeline.storage import read_json, write_json
@@ -36,8 +36,11 @@ class ShardMarker(BaseModel):
     requests_replayed: int = 0  # answered from the journal of an interrupted attempt
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    seconds: float = 0.0
-    engine_seconds: float = 0.0
+    # Characters of the prompts sent, and of those equal to the previous prompt's start.
+    prompt_chars: int = 0
+    prompt_chars_shared: int = 0
+    seconds: float = 0.0  # wall time of the shard
+    engine_seconds: float = 0.0  # of which inside the engine
     engine: str = ""
     finished_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
 
@@ -50,11 +53,29 @@ class StageTotals(BaseModel):
     rejected: int = 0
     outputs: int = 0
     item_rejects: int = 0
+    requests_sent: int = 0
+    requests_replayed: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    prompt_chars: int = 0
+    prompt_chars_shared: int = 0
     seconds: float = 0.0
     engine_seconds: float = 0.0
     reject_reasons: dict[str, int] = Field(default_factory=dict)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def tokens_per_second(self) -> float:
+        """Completion tokens per engine second."""
+        if not self.engine_seconds:
+            return 0.0
+        return round(self.completion_tokens / self.engine_seconds, 1)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def prefix_shared(self) -> float:
+        """Fraction of prompt text equal to the previous request's start (prefix-cacheable)."""
+        return round(self.prompt_chars_shared / self.prompt_chars, 3) if self.prompt_chars else 0.0
 
 
 class Manifest:
@@ -92,6 +113,10 @@ class Manifest:
                     continue
                 total.shards_done += 1
                 for name in (
+                    "requests_sent",
+                    "requests_replayed",
+                    "prompt_chars",
+                    "prompt_chars_shared",
                     "inputs",
                     "accepted",
                     "rejected",

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,18 +20,22 @@ from typing import Any
 from pydantic import ValidationError
 
 from pipeline import records
-from pipeline.config import RunConfig
+from pipeline.config import EXECUTION_FIELDS, RunConfig
 from pipeline.corpus import fields_from, load_corpus
 from pipeline.engines import Engine, EngineSpec, Message, Request, Result, Sampling, engine_spec
 from pipeline.hashing import file_hash, stable_hash
 from pipeline.journal import Journal
 from pipeline.manifest import Manifest, ShardMarker
 from pipeline.resources import sample_corpus
+from pipeline.shared_plan import settle_plan
 from pipeline.stages import STAGES, Stage
 from pipeline.stages.base import Reject, Row, StageContext, Step
 from pipeline.storage import read_json, read_rows, write_json, write_parquet
+from pipeline.workers import shards_of_worker
 
 log = logging.getLogger("emopillars")
+events = logging.getLogger("emopillars.events")
+ProgressHook = Callable[[str, int, "ShardMarker | None"], None]
 
 STORIES_DIR = "stories"
 PLAN_FILE = "plan.json"
@@ -53,8 +57,12 @@ def read_plan(run_dir: Path) -> dict[str, Any]:
     return plan
 
 
-def prepare_stories(config: RunConfig, run_dir: Path) -> dict[str, Any]:
-    """Load and check the corpus, and write it as story shards (rewritten only on change)."""
+def prepare_stories(config: RunConfig, run_dir: Path, run_fingerprint: str) -> dict[str, Any]:
+    """Load and check the corpus, settle the plan, and write the corpus as story shards
+    (rewritten only on change).
+
+    The plan is settled first: a worker whose corpus or config differs from the one its
+    fellow workers planned with stops before it writes any story shard."""
     corpus = config.corpus or sample_corpus()
     stories, rejects = load_corpus(
         corpus, config.corpus_format, fields_from(config), config.max_story_chars
@@ -62,20 +70,23 @@ def prepare_stories(config: RunConfig, run_dir: Path) -> dict[str, Any]:
     if config.max_stories is not None:
         stories = stories[: config.max_stories]
     shards = max(1, -(-len(stories) // config.shard_size))
-    for shard in range(shards):
-        chunk = stories[shard * config.shard_size : (shard + 1) * config.shard_size]
-        rows = [story.__dict__ for story in chunk]
-        _write_if_changed(shard_file(run_dir, STORIES_DIR, shard), rows, records.STORY)
-    reject_rows = [reject.__dict__ for reject in rejects]
-    _write_if_changed(run_dir / STORIES_DIR / "rejects.parquet", reject_rows, records.CORPUS_REJECT)
     plan = {
         "shards": shards,
         "stories": len(stories),
         "corpus": str(corpus),
         "corpus_rejects": dict(Counter(reject.reason for reject in rejects)),
         "story_ids": [story.story_id for story in stories],
+        "num_workers": config.num_workers,
+        "run_fingerprint": run_fingerprint,
     }
-    write_json(run_dir / PLAN_FILE, plan)
+    settle_plan(run_dir / PLAN_FILE, plan, shared=config.num_workers > 1)
+    # Workers of one run write identical story shards: whoever comes second keeps the file.
+    for shard in range(shards):
+        chunk = stories[shard * config.shard_size : (shard + 1) * config.shard_size]
+        rows = [story.__dict__ for story in chunk]
+        _write_if_changed(shard_file(run_dir, STORIES_DIR, shard), rows, records.STORY)
+    reject_rows = [reject.__dict__ for reject in rejects]
+    _write_if_changed(run_dir / STORIES_DIR / "rejects.parquet", reject_rows, records.CORPUS_REJECT)
     return plan
 
 
@@ -85,6 +96,33 @@ def _write_if_changed(path: Path, rows: list[Row], schema: Any) -> None:
     if path.exists() and read_rows(path) == rows:
         return
     write_parquet(path, rows, schema)
+
+
+@dataclass
+class PrefixShare:
+    """How much of each prompt repeats the start of the one sent before it: what a prefix
+    cache can reuse. Counted in characters of the rendered prompts, in sending order."""
+
+    total: int = 0
+    shared: int = 0
+    _previous: str = ""
+
+    def add(self, prompt: str) -> None:
+        self.total += len(prompt)
+        self.shared += _common_prefix_length(self._previous, prompt)
+        self._previous = prompt
+
+
+def _common_prefix_length(first: str, second: str) -> int:
+    # Binary search over slice comparisons: C-speed, unlike a loop over characters.
+    low, high = 0, min(len(first), len(second))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if first[:middle] == second[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 @dataclass
@@ -100,6 +138,7 @@ class _ShardWork:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     engine_seconds: float = 0.0
+    prefix: PrefixShare = field(default_factory=lambda: PrefixShare())
 
     def reject(
         self,
@@ -145,8 +184,14 @@ class _LazyEngine:
 
 
 class Runner:
-    def __init__(self, config: RunConfig, spec: EngineSpec | None = None) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        spec: EngineSpec | None = None,
+        on_shard: ProgressHook | None = None,
+    ) -> None:
         self.config = config
+        self.on_shard = on_shard
         self.run_dir = config.output_dir
         self.ctx = StageContext.from_config(config)
         self.spec = spec or engine_spec(config)
@@ -154,6 +199,7 @@ class Runner:
         self.manifest = Manifest(self.run_dir)
         # What this invocation did, as opposed to the totals in the manifest.
         self.computed: list[ShardMarker] = []
+        self._schemas: dict[str, dict[str, Any]] = {}
         self.skipped = 0
 
     # -- sampling and requests -------------------------------------------------------------
@@ -171,10 +217,16 @@ class Runner:
             base, temperature=self.config.retry_temperature, seed=self.config.seed + attempt
         )
 
+    def _schema(self, step: Step) -> dict[str, Any]:
+        # A stage's schema depends on the config only; pydantic takes ~1 ms to build one.
+        if step.call not in self._schemas:
+            self._schemas[step.call] = step.schema(self.ctx)
+        return self._schemas[step.call]
+
     def _request(self, step: Step, row: Row, attempt: int) -> Request:
         return Request(
             messages=(Message("user", step.prompt(row, self.ctx)),),
-            schema=step.schema(self.ctx),
+            schema=self._schema(step),
             sampling=self._sampling(step, attempt),
             engine_fingerprint=self.spec.info.fingerprint,
         )
@@ -190,7 +242,7 @@ class Runner:
                     {
                         "call": step.call,
                         "template": self.ctx.template(step.call).sha256,
-                        "schema": step.schema(self.ctx),
+                        "schema": self._schema(step),
                         "sampling": self._sampling(step, 0).__dict__,
                         "parse": step.parse_params(self.ctx),
                     }
@@ -211,6 +263,8 @@ class Runner:
             else:
                 missing.setdefault(request.key, request)
         pending = list(missing.values())
+        for request in pending:
+            work.prefix.add(request.messages[-1].content)
         size = self.spec.batch_size or max(1, len(pending))
         for start in range(0, len(pending), size):
             batch = pending[start : start + size]
@@ -275,6 +329,9 @@ class Runner:
         rows = read_rows(input_path)
         fingerprint = self.fingerprint(stage, rows, file_hash(input_path))
         if self.manifest.is_current(stage.name, shard, fingerprint):
+            self.skipped += 1
+            if self.on_shard is not None:
+                self.on_shard(stage.name, shard, None)
             return None
         began = time.perf_counter()
         journal_path = self.run_dir / "journal" / stage.name / f"shard-{shard:05d}.jsonl"
@@ -301,6 +358,8 @@ class Runner:
             reject_reasons=dict(Counter(r["reason"] for r in work.rejects)),
             requests_sent=work.requests_sent,
             requests_replayed=work.requests_replayed,
+            prompt_chars=work.prefix.total,
+            prompt_chars_shared=work.prefix.shared,
             prompt_tokens=work.prompt_tokens,
             completion_tokens=work.completion_tokens,
             seconds=round(time.perf_counter() - began, 3),
@@ -309,42 +368,41 @@ class Runner:
         )
         self.manifest.write(marker)
         work.journal.discard()
-        log.info(
-            "%-10s shard %d: %d in, %d accepted, %d rejected, %d out (%.1fs)",
-            stage.name,
-            shard,
-            marker.inputs,
-            marker.accepted,
-            marker.rejected,
-            marker.outputs,
-            marker.seconds,
-        )
+        self.computed.append(marker)
+        # One JSON line per finished shard, for cluster log collectors.
+        events.info(json.dumps({"event": "shard_done", **marker.model_dump()}, sort_keys=True))
+        if self.on_shard is not None:
+            self.on_shard(stage.name, shard, marker)
         return marker
 
-    def run(self) -> dict[str, Any]:
+    def prepare(self) -> dict[str, Any]:
+        """Settle the plan and the story shards, and record the run's identity in run.json."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        plan = prepare_stories(self.config, self.run_dir)
-        write_json(
-            self.run_dir / "run.json",
-            {
-                "config": self.config.model_dump(mode="json"),
-                "engine": self.spec.info.__dict__,
-            },
-        )
+        identity = {
+            # Without the execution fields: every worker of a run writes the same run.json.
+            "config": self.config.model_dump(mode="json", exclude=set(EXECUTION_FIELDS)),
+            "engine": self.spec.info.__dict__,
+        }
+        plan = prepare_stories(self.config, self.run_dir, stable_hash(identity))
+        write_json(self.run_dir / "run.json", identity)
+        return plan
+
+    def run_shards(self, shards: Iterable[int]) -> None:
+        """Every stage of each story shard, one story shard after the other."""
         try:
-            for shard in range(plan["shards"]):
+            for shard in shards:
                 upstream = STORIES_DIR
                 for stage in STAGES:
-                    marker = self.run_stage_shard(
-                        stage, shard, shard_file(self.run_dir, upstream, shard)
-                    )
-                    if marker is None:
-                        self.skipped += 1
-                    else:
-                        self.computed.append(marker)
+                    self.run_stage_shard(stage, shard, shard_file(self.run_dir, upstream, shard))
                     upstream = stage.name
         finally:
             self.engine.close()
+
+    def run(self) -> dict[str, Any]:
+        """Prepare, then run this worker's story shards: all of them for a single worker."""
+        plan = self.prepare()
+        config = self.config
+        self.run_shards(shards_of_worker(config.worker_index, config.num_workers, plan["shards"]))
         return plan
 
 
@@ -357,7 +415,9 @@ def decode(step: Step, result: Result) -> Any:
     if not result.text.strip():
         raise Reject("empty")
     try:
-        value = json.loads(result.text)
+        # strict=False admits raw newlines inside strings: llama.cpp's JSON grammar lets the
+        # model write them, and they carry no fault worth a retry.
+        value = json.loads(result.text, strict=False)
     except json.JSONDecodeError as error:
         raise Reject("invalid_json", str(error)) from None
     try:

@@ -9,16 +9,8 @@ from pipeline.manifest import Manifest, StageTotals
 from pipeline.runner import read_plan
 from pipeline.stages import STAGE_NAMES
 
-COLUMNS = (
-    "shards",
-    "inputs",
-    "accepted",
-    "rejected",
-    "outputs",
-    "prompt_tok",
-    "compl_tok",
-    "seconds",
-)
+COLUMNS = ("shards", "inputs", "accepted", "rejected", "outputs", "requests", "prompt_tok",
+           "compl_tok", "wall_s", "engine_s", "tok/s", "prefix")  # fmt: skip
 
 
 def stage_totals(run_dir: Path) -> dict[str, StageTotals]:
@@ -42,16 +34,10 @@ def status_table(run_dir: Path) -> str:
     header = f"{'stage':<11}" + "".join(f"{column:>11}" for column in COLUMNS)
     lines = [header, "-" * len(header)]
     for name, t in totals.items():
-        cells = (
-            f"{t.shards_done}/{t.shards_total}",
-            t.inputs,
-            t.accepted,
-            t.rejected,
-            t.outputs,
-            t.prompt_tokens,
-            t.completion_tokens,
-            f"{t.seconds:.1f}",
-        )
+        cells = (f"{t.shards_done}/{t.shards_total}", t.inputs, t.accepted, t.rejected,
+                 t.outputs, t.requests_sent + t.requests_replayed, t.prompt_tokens,
+                 t.completion_tokens, f"{t.seconds:.1f}", f"{t.engine_seconds:.1f}",
+                 t.tokens_per_second, f"{t.prefix_shared:.0%}")  # fmt: skip
         lines.append(f"{name:<11}" + "".join(f"{cell!s:>11}" for cell in cells))
     corpus = ", ".join(f"{k} {v}" for k, v in plan["corpus_rejects"].items()) or "none"
     lines += ["", f"stories: {plan['stories']} (corpus rejects: {corpus})", "rejects by reason:"]

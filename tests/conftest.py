@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import RunConfig
@@ -33,6 +35,12 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    # Nor join a Ray cluster, report Ray usage, or take a worker identity from a scheduler.
+    for name in ("RAY_ADDRESS", "JOB_COMPLETION_INDEX", "CUDA_VISIBLE_DEVICES"):
+        monkeypatch.delenv(name, raising=False)
+    for name in [name for name in os.environ if name.startswith("SLURM_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
 
 
 def write_corpus(path: Path, stories: list[tuple[str, str, str]] | None = None) -> Path:
@@ -58,3 +66,16 @@ def fake_config(corpus: Path, output: Path, **overrides: Any) -> RunConfig:
     }
     values.update(overrides)
     return RunConfig.model_validate(values)
+
+
+def dataset_contents(run_dir: Path) -> dict[str, object]:
+    """Every file of a run's dataset: the rows of each Parquet file, the card's text."""
+    folder = run_dir / "dataset"
+    contents: dict[str, object] = {}
+    for path in sorted(folder.rglob("*")):
+        name = str(path.relative_to(folder))
+        if path.suffix == ".parquet":
+            contents[name] = pq.read_table(path).to_pylist()
+        elif path.is_file():
+            contents[name] = path.read_text(encoding="utf-8")
+    return contents

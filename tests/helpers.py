@@ -65,3 +65,29 @@ def request_keys_in(path: Path) -> set[str]:
         if name.endswith("_request") or name == "request":
             keys.update(value for value in table.column(name).to_pylist() if value)
     return keys
+
+
+@dataclass
+class Interrupted:
+    """What an interrupted run left: marker texts, and the request keys already paid for."""
+
+    markers: dict[Path, str]
+    done_keys: set[str]  # named by finished shards' rows and rejects
+    journaled: set[str]  # answered in shards that did not finish
+
+    @classmethod
+    def read(cls, run_dir: Path) -> Interrupted:
+        from pipeline.journal import Journal
+
+        markers = {p: p.read_text() for p in (run_dir / "manifest").glob("*/shard-*.json")}
+        done: set[str] = set()
+        for marker in markers:
+            stage, shard = marker.parent.name, marker.stem.split("-")[1]
+            done |= request_keys_in(run_dir / stage / f"shard-{shard}.parquet")
+            done |= request_keys_in(run_dir / stage / f"rejects-{shard}.parquet")
+        journals = (run_dir / "journal").glob("*/*.jsonl")
+        journaled = {key for path in journals for key in Journal(path).answers}
+        return cls(markers, done, journaled)
+
+    def untouched(self) -> bool:
+        return all(marker.read_text() == text for marker, text in self.markers.items())

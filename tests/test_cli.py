@@ -31,6 +31,10 @@ def test_run_then_status_json_keeps_the_invariants(
     keys = {"shards_done", "shards_total", "inputs", "accepted", "rejected", "outputs",
             "prompt_tokens", "completion_tokens", "seconds"}  # fmt: skip
     assert all(keys <= set(stage) for stage in stages.values())
+    # Telemetry: labelling prompts share their long head (definitions), so a prefix cache
+    # could reuse most of each; the fake engine answers instantly.
+    assert stages["labels"]["prefix_shared"] > 0.5
+    assert all(stage["requests_sent"] >= stage["inputs"] for stage in stages.values())
     previous = status["stories"]
     for stage in stages.values():
         assert stage["inputs"] == stage["accepted"] + stage["rejected"] == previous
@@ -81,11 +85,17 @@ def test_status_of_a_folder_that_is_no_run(
 def test_console_script_runs_as_a_subprocess(corpus: Path, tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "run", "--engine", "fake", "--corpus", str(corpus),
-         "--output", str(tmp_path / "sub"), "--max-stories", "2", "--quiet"],
+         "--output", str(tmp_path / "sub"), "--max-stories", "2"],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "dataset context_less" in result.stdout
+    # Not a terminal: one JSON line per finished stage shard, for log collectors.
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert [(e["stage"], e["shard"]) for e in events] == [
+        (stage, 0) for stage in ("actors", "utterances", "labels", "contexts", "rewrites")
+    ]
+    assert all(e["event"] == "shard_done" and e["fingerprint"] for e in events)
 
 
 def test_wheel_carries_prompts_and_sample_corpus(tmp_path: Path) -> None:

@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest
 from conformance import check_conformance, conformance_batch
 from conftest import write_corpus
-from helpers import Recorder, recording_spec, request_keys_in
+from helpers import Interrupted, Recorder, recording_spec
 from servers import LlamaServer
 
 from pipeline.api import run_pipeline
 from pipeline.config import RunConfig
 from pipeline.engines.openai_server import OpenAIServerEngine, ServerError
-from pipeline.journal import Journal
 from pipeline.stages import STAGE_NAMES
 from pipeline.status import status_json
 
@@ -85,20 +84,14 @@ def test_server_killed_mid_shard_then_restarted_loses_and_repeats_nothing(
     assert not thread.is_alive(), "the run hung after its server died"
     assert failure and isinstance(failure[0], ServerError), failure
 
-    finished = {p: p.read_text() for p in (run_dir / "manifest").glob("*/shard-*.json")}
-    done_keys: set[str] = set()
-    for marker in finished:
-        stage, shard = marker.parent.name, marker.stem.split("-")[1]
-        done_keys |= request_keys_in(run_dir / stage / f"shard-{shard}.parquet")
-        done_keys |= request_keys_in(run_dir / stage / f"rejects-{shard}.parquet")
-    journaled = {k for p in (run_dir / "journal").glob("*/*.jsonl") for k in Journal(p).answers}
-    assert done_keys and journaled
+    before = Interrupted.read(run_dir)
+    assert before.done_keys and before.journaled
 
     server.start()
     second = Recorder()
     run_pipeline(config, recording_spec(config, second, batch_size=2))
-    assert not second.keys & (done_keys | journaled), "a finished request was paid twice"
-    assert all(marker.read_text() == text for marker, text in finished.items())
+    assert not second.keys & (before.done_keys | before.journaled), "a request was paid twice"
+    assert before.untouched()
 
     stages = status_json(run_dir)["stages"]
     previous = 2

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 from conftest import fake_config
-from helpers import Recorder, recording_spec, request_keys_in
+from helpers import Interrupted, Recorder, recording_spec
 
 from pipeline.api import run_pipeline
-from pipeline.journal import Journal
 from pipeline.stages import STAGE_NAMES
 
 TESTS = Path(__file__).parent
@@ -62,26 +61,18 @@ def test_killed_run_resumes_exactly(corpus: Path, tmp_path: Path) -> None:
     _kill_when_mid_run(process, run_dir)
     assert process.returncode == -signal.SIGKILL
 
-    finished = {p: p.read_text() for p in (run_dir / "manifest").glob("*/shard-*.json")}
-    finished_keys: set[str] = set()
-    for marker in finished:
-        stage, shard = marker.parent.name, marker.stem.split("-")[1]
-        finished_keys |= request_keys_in(run_dir / stage / f"shard-{shard}.parquet")
-        finished_keys |= request_keys_in(run_dir / stage / f"rejects-{shard}.parquet")
-    journaled = {
-        key for path in (run_dir / "journal").glob("*/*.jsonl") for key in Journal(path).answers
-    }
-    assert finished and journaled
+    before = Interrupted.read(run_dir)
+    assert before.markers and before.journaled
 
     config = fake_config(corpus, run_dir, shard_size=1)
     recorder = Recorder()
     run_pipeline(config, recording_spec(config, recorder, batch_size=3))
 
     # No finished request paid twice: neither finished shards' nor journaled answers.
-    assert not recorder.keys & finished_keys
-    assert not recorder.keys & journaled
+    assert not recorder.keys & before.done_keys
+    assert not recorder.keys & before.journaled
     # Finished shards were not rewritten.
-    assert all(marker.read_text() == text for marker, text in finished.items())
+    assert before.untouched()
     # The manifest is complete and no journal is left behind.
     for stage in STAGE_NAMES:
         assert len(list((run_dir / "manifest" / stage).glob("shard-*.json"))) == 6

@@ -151,3 +151,24 @@ def test_a_full_disk_fails_clearly_and_keeps_finished_shards(
         not request_keys_in(config.output_dir / "rewrites" / "shard-00000.parquet") & recorder.keys
     )
     assert len(markers(config.output_dir)) == 5 * 3
+
+
+def test_prefix_share_counts_what_repeats_the_previous_prompt() -> None:
+    from pipeline.runner import PrefixShare
+
+    share = PrefixShare()
+    for prompt in ("static head. story A. actor 1", "static head. story A. actor 2", "other"):
+        share.add(prompt)
+    assert share.total == 29 + 29 + 5
+    assert share.shared == 0 + 28 + 0
+
+
+def test_an_answer_with_a_raw_newline_inside_a_string_is_accepted() -> None:
+    from pipeline.engines import Result
+    from pipeline.runner import decode
+    from pipeline.stages.rewrites import RewriteUtterance
+
+    answer = decode(
+        RewriteUtterance(), Result('{"utterance": "Look\nat the water."}', "stop", 5, 5)
+    )
+    assert answer.utterance == "Look\nat the water."

