@@ -14,8 +14,8 @@ import time
 from collections import Counter
 
 from pipeline.config import RunConfig
+from pipeline.decoding import decode
 from pipeline.engines import Message, Request, Sampling, engine_spec
-from pipeline.runner import decode
 from pipeline.stages.base import Reject, Row, StageContext, Step
 from pipeline.stages.labels import SoftLabel
 from pipeline.stages.utterances import GenerateUtterances

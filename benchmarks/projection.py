@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.runner import read_plan
+from pipeline.run_folder import read_plan
 from pipeline.status import stage_totals
 
 PAPER_PLOTS, PAPER_ACTORS, PAPER_UTTERANCES = 2_000, 15, 10

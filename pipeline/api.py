@@ -8,7 +8,8 @@ from pathlib import Path
 from pipeline.assemble import assemble
 from pipeline.config import RunConfig
 from pipeline.engines import EngineSpec
-from pipeline.runner import ProgressHook, Runner, read_plan
+from pipeline.run_folder import read_plan
+from pipeline.runner import ProgressHook, Runner
 from pipeline.storage import read_json
 from pipeline.workers import shards_of_worker
 

@@ -22,7 +22,7 @@ from pipeline.hashing import file_hash
 from pipeline.manifest import Manifest, StageTotals
 from pipeline.release_checks import ReleaseSummary
 from pipeline.resources import prompts_dir
-from pipeline.runner import STORIES_DIR, shard_file
+from pipeline.run_folder import STORIES_DIR, shard_file
 from pipeline.stages import STAGE_NAMES
 from pipeline.storage import read_rows
 

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from pipeline.assemble import CONFIGS, SPLITS, DatasetConfig
 from pipeline.hashing import file_hash
 from pipeline.manifest import Manifest, StageTotals
-from pipeline.runner import read_plan
+from pipeline.run_folder import read_plan
 from pipeline.stages import STAGE_NAMES
 from pipeline.storage import read_json
 from pipeline.taxonomy import LABELS

@@ -17,112 +17,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from pipeline import records
 from pipeline.config import EXECUTION_FIELDS, RunConfig
-from pipeline.corpus import fields_from, load_corpus
+from pipeline.decoding import decode
 from pipeline.engines import Engine, EngineSpec, Message, Request, Result, Sampling, engine_spec
 from pipeline.hashing import file_hash, stable_hash
 from pipeline.journal import Journal
 from pipeline.manifest import Manifest, ShardMarker
-from pipeline.resources import sample_corpus
-from pipeline.shared_plan import settle_plan
+from pipeline.run_folder import STORIES_DIR, prepare_stories, rejects_file, shard_file
 from pipeline.stages import STAGES, Stage
 from pipeline.stages.base import Reject, Row, StageContext, Step
-from pipeline.storage import read_json, read_rows, write_json, write_parquet
+from pipeline.storage import read_rows, write_json, write_parquet
+from pipeline.telemetry import PrefixShare
 from pipeline.workers import shards_of_worker
 
 log = logging.getLogger("emopillars")
 events = logging.getLogger("emopillars.events")
 ProgressHook = Callable[[str, int, "ShardMarker | None"], None]
-
-STORIES_DIR = "stories"
-PLAN_FILE = "plan.json"
-
-
-def shard_file(run_dir: Path, folder: str, shard: int) -> Path:
-    return run_dir / folder / f"shard-{shard:05d}.parquet"
-
-
-def rejects_file(run_dir: Path, folder: str, shard: int) -> Path:
-    return run_dir / folder / f"rejects-{shard:05d}.parquet"
-
-
-def read_plan(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / PLAN_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{run_dir} is not an emopillars run folder (no {PLAN_FILE})")
-    plan: dict[str, Any] = read_json(path)
-    return plan
-
-
-def prepare_stories(config: RunConfig, run_dir: Path, run_fingerprint: str) -> dict[str, Any]:
-    """Load and check the corpus, settle the plan, and write the corpus as story shards
-    (rewritten only on change).
-
-    The plan is settled first: a worker whose corpus or config differs from the one its
-    fellow workers planned with stops before it writes any story shard."""
-    corpus = config.corpus or sample_corpus()
-    stories, rejects = load_corpus(
-        corpus, config.corpus_format, fields_from(config), config.max_story_chars
-    )
-    if config.max_stories is not None:
-        stories = stories[: config.max_stories]
-    shards = max(1, -(-len(stories) // config.shard_size))
-    plan = {
-        "shards": shards,
-        "stories": len(stories),
-        "corpus": str(corpus),
-        "corpus_rejects": dict(Counter(reject.reason for reject in rejects)),
-        "story_ids": [story.story_id for story in stories],
-        "num_workers": config.num_workers,
-        "run_fingerprint": run_fingerprint,
-    }
-    settle_plan(run_dir / PLAN_FILE, plan, shared=config.num_workers > 1)
-    # Workers of one run write identical story shards: whoever comes second keeps the file.
-    for shard in range(shards):
-        chunk = stories[shard * config.shard_size : (shard + 1) * config.shard_size]
-        rows = [story.__dict__ for story in chunk]
-        _write_if_changed(shard_file(run_dir, STORIES_DIR, shard), rows, records.STORY)
-    reject_rows = [reject.__dict__ for reject in rejects]
-    _write_if_changed(run_dir / STORIES_DIR / "rejects.parquet", reject_rows, records.CORPUS_REJECT)
-    return plan
-
-
-def _write_if_changed(path: Path, rows: list[Row], schema: Any) -> None:
-    # Rewriting an unchanged shard would still be correct, but keeping the file keeps
-    # everyone's view of it stable (and is cheaper).
-    if path.exists() and read_rows(path) == rows:
-        return
-    write_parquet(path, rows, schema)
-
-
-@dataclass
-class PrefixShare:
-    """How much of each prompt repeats the start of the one sent before it: what a prefix
-    cache can reuse. Counted in characters of the rendered prompts, in sending order."""
-
-    total: int = 0
-    shared: int = 0
-    _previous: str = ""
-
-    def add(self, prompt: str) -> None:
-        self.total += len(prompt)
-        self.shared += _common_prefix_length(self._previous, prompt)
-        self._previous = prompt
-
-
-def _common_prefix_length(first: str, second: str) -> int:
-    # Binary search over slice comparisons: C-speed, unlike a loop over characters.
-    low, high = 0, min(len(first), len(second))
-    while low < high:
-        middle = (low + high + 1) // 2
-        if first[:middle] == second[:middle]:
-            low = middle
-        else:
-            high = middle - 1
-    return low
 
 
 @dataclass
@@ -404,23 +315,3 @@ class Runner:
         config = self.config
         self.run_shards(shards_of_worker(config.worker_index, config.num_workers, plan["shards"]))
         return plan
-
-
-def decode(step: Step, result: Result) -> Any:
-    """The validated answer model, or a Reject that says what was wrong with the answer."""
-    if result.finish_reason == "error":
-        raise Reject("engine_error", result.error or "", retryable=False)
-    if result.finish_reason == "length":
-        raise Reject("truncated", f"hit max_tokens after {result.completion_tokens} tokens")
-    if not result.text.strip():
-        raise Reject("empty")
-    try:
-        # strict=False admits raw newlines inside strings: llama.cpp's JSON grammar lets the
-        # model write them, and they carry no fault worth a retry.
-        value = json.loads(result.text, strict=False)
-    except json.JSONDecodeError as error:
-        raise Reject("invalid_json", str(error)) from None
-    try:
-        return step.answer.model_validate(value)
-    except ValidationError as error:
-        raise Reject("schema_violation", str(error.errors(include_url=False))[:500]) from None

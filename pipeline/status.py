@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.manifest import Manifest, StageTotals
-from pipeline.runner import read_plan
+from pipeline.run_folder import read_plan
 from pipeline.stages import STAGE_NAMES
 
 COLUMNS = ("shards", "inputs", "accepted", "rejected", "outputs", "requests", "prompt_tok",

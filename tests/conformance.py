@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pipeline.config import RunConfig, TokenBudgets
+from pipeline.decoding import decode
 from pipeline.engines import Engine, Message, Request, Result, Sampling
-from pipeline.runner import decode
 from pipeline.stages.actors import ExtractActors
 from pipeline.stages.base import Reject, Row, StageContext, Step
 from pipeline.stages.contexts import CleanContext

@@ -9,7 +9,7 @@ from conftest import fake_config
 
 from pipeline.api import run_pipeline
 from pipeline.assemble import IncompleteRunError, assemble, split_of_stories
-from pipeline.runner import read_plan
+from pipeline.run_folder import read_plan
 from pipeline.taxonomy import LABELS
 
 

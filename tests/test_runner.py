@@ -154,7 +154,7 @@ def test_a_full_disk_fails_clearly_and_keeps_finished_shards(
 
 
 def test_prefix_share_counts_what_repeats_the_previous_prompt() -> None:
-    from pipeline.runner import PrefixShare
+    from pipeline.telemetry import PrefixShare
 
     share = PrefixShare()
     for prompt in ("static head. story A. actor 1", "static head. story A. actor 2", "other"):
@@ -164,8 +164,8 @@ def test_prefix_share_counts_what_repeats_the_previous_prompt() -> None:
 
 
 def test_an_answer_with_a_raw_newline_inside_a_string_is_accepted() -> None:
+    from pipeline.decoding import decode
     from pipeline.engines import Result
-    from pipeline.runner import decode
     from pipeline.stages.rewrites import RewriteUtterance
 
     answer = decode(

@@ -20,7 +20,7 @@ from conftest import dataset_contents, fake_config
 from pipeline.api import run_pipeline
 from pipeline.cli import main
 from pipeline.config import ConfigError, load_config
-from pipeline.runner import read_plan
+from pipeline.run_folder import read_plan
 from pipeline.shared_plan import PlanConflictError, settle_plan
 from pipeline.stages import STAGE_NAMES
 from pipeline.workers import owner_of, shards_of_worker, with_scheduled_worker

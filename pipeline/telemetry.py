@@ -1,0 +1,32 @@
+"""Telemetry computed from what the runner sends: the prompt text a prefix cache can reuse."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class PrefixShare:
+    """How much of each prompt repeats the start of the one sent before it: what a prefix
+    cache can reuse. Counted in characters of the rendered prompts, in sending order."""
+
+    total: int = 0
+    shared: int = 0
+    _previous: str = ""
+
+    def add(self, prompt: str) -> None:
+        self.total += len(prompt)
+        self.shared += _common_prefix_length(self._previous, prompt)
+        self._previous = prompt
+
+
+def _common_prefix_length(first: str, second: str) -> int:
+    # Binary search over slice comparisons: C-speed, unlike a loop over characters.
+    low, high = 0, min(len(first), len(second))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if first[:middle] == second[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
