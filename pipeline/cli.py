@@ -35,7 +35,11 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emopillars", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="emopillars",
+        description="Turn stories into a context-aware emotion dataset by distilling an LLM "
+        "(the Emo Pillars method).",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     # Flags of `run` are named after config fields (nested ones as section__field), so that

@@ -17,7 +17,8 @@ import yaml
 from conformance import check_conformance, conformance_batch
 from servers import free_port
 
-from pipeline.config import ServerOptions
+from pipeline.config import RunConfig, ServerOptions
+from pipeline.engines import engine_spec
 from pipeline.engines.openai_server import OpenAIServerEngine
 from pipeline.stages import STAGE_NAMES
 
@@ -124,4 +125,21 @@ def test_vllm_serve_honours_structured_outputs_sent_the_vllm_way(vllm_server: st
     )
     verdicts = check_conformance(engine, conformance_batch("vllm-serve", 1.15))
     # A server that ignored the schema would give prose here, as the llama server does.
+    assert set(verdicts) <= {"valid", "truncated"} and verdicts.count("valid") >= 3
+
+
+def test_in_process_vllm_engine_conforms(hf_model: Path, cpu_env: dict[str, str]) -> None:
+    config = RunConfig.model_validate(
+        {
+            "engine": "vllm",
+            "model": str(hf_model),
+            "vllm": {"dtype": "float32", "enforce_eager": True, "max_model_len": 4096},
+        }
+    )
+    spec = engine_spec(config)
+    engine = spec.load()
+    try:
+        verdicts = check_conformance(engine, conformance_batch(spec.info.fingerprint, 1.15))
+    finally:
+        engine.close()
     assert set(verdicts) <= {"valid", "truncated"} and verdicts.count("valid") >= 3
