@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -18,6 +18,7 @@ class Recorder:
     loads: int = 0
     fail_after_batches: int | None = None
     batches: int = 0
+    before_batch: Callable[[], None] | None = None  # a test's hook, run before each batch
 
     @property
     def keys(self) -> set[str]:
@@ -36,6 +37,8 @@ class RecordingEngine:
             self.recorder.batches >= self.recorder.fail_after_batches
         ):
             raise RuntimeError("engine crashed (test)")
+        if self.recorder.before_batch is not None:
+            self.recorder.before_batch()
         self.recorder.batches += 1
         self.recorder.sent.extend(requests)
         return self.inner.generate(requests)

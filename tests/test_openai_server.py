@@ -3,7 +3,6 @@ packaged model on 127.0.0.1; killed in the middle of a shard and restarted."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,27 +61,19 @@ def test_server_killed_mid_shard_then_restarted_loses_and_repeats_nothing(
         }
     )  # fmt: skip
     run_dir = config.output_dir
-    first = Recorder()
-    failure: list[BaseException] = []
 
-    def run_until_the_server_dies() -> None:
-        try:
-            run_pipeline(config, recording_spec(config, first, batch_size=2))
-        except BaseException as error:
-            failure.append(error)
-
-    thread = threading.Thread(target=run_until_the_server_dies)
-    thread.start()
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and thread.is_alive():
+    def kill_mid_shard() -> None:
+        # Right before a batch, once some shards are done and the current one has journaled
+        # answers: the kill lands inside a shard, never between two.
         journals = [p for p in (run_dir / "journal").glob("*/*.jsonl") if p.stat().st_size]
         if (run_dir / "manifest" / "rewrites" / "shard-00000.json").exists() and journals:
-            break
-        time.sleep(0.05)
-    server.kill()
-    thread.join(timeout=120)
-    assert not thread.is_alive(), "the run hung after its server died"
-    assert failure and isinstance(failure[0], ServerError), failure
+            server.kill()
+
+    first = Recorder(before_batch=kill_mid_shard)
+    began = time.monotonic()
+    with pytest.raises(ServerError, match="still failing after 1 retries"):
+        run_pipeline(config, recording_spec(config, first, batch_size=2))
+    assert time.monotonic() - began < 600, "the run should end soon after its server died"
 
     before = Interrupted.read(run_dir)
     assert before.done_keys and before.journaled
