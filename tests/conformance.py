@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from pipeline.config import RunConfig, TokenBudgets
 from pipeline.decoding import decode
-from pipeline.engines import Engine, Message, Request, Result, Sampling
+from pipeline.engines import Engine, Message, Request, Result, Sampling, engine_spec
 from pipeline.stages.actors import ExtractActors
 from pipeline.stages.base import Reject, Row, StageContext, Step
 from pipeline.stages.contexts import CleanContext
@@ -77,3 +77,20 @@ def check_conformance(engine: Engine, requests: Sequence[Request]) -> list[str]:
         except Reject as reject:  # flagged: the runner records it, nothing slips through
             verdicts.append(reject.reason)
     return verdicts
+
+
+def conformance_of(config: RunConfig, repetition_penalty: float = 1.15) -> list[str]:
+    """Load the configured engine, run the conformance batch through it, close it."""
+    spec = engine_spec(config)
+    engine = spec.load()
+    try:
+        return check_conformance(
+            engine, conformance_batch(spec.info.fingerprint, repetition_penalty)
+        )
+    finally:
+        engine.close()
+
+
+def constrained(verdicts: list[str]) -> bool:
+    """What constrained decoding promises: valid JSON of the right shape, unless cut short."""
+    return set(verdicts) <= {"valid", "truncated"} and verdicts.count("valid") >= 3
