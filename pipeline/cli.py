@@ -147,6 +147,15 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]  # generic from 3.11
+    """Writes to sys.stderr as it is when a line is logged, not when main() first ran:
+    callers that run main() in-process (tests, notebooks) swap and close their streams."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def _configure_logging(quiet: bool) -> None:
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
@@ -158,9 +167,10 @@ def _configure_logging(quiet: bool) -> None:
     # Shard events are bare JSON lines that log collectors parse as they are; at a terminal,
     # where a progress line shows instead, they stay quiet.
     events = logging.getLogger("emopillars.events")
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    events.addHandler(handler)
+    if not any(isinstance(h, _CurrentStderr) for h in events.handlers):
+        handler = _CurrentStderr()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        events.addHandler(handler)
     events.propagate = False
     events.setLevel(logging.WARNING if quiet or sys.stderr.isatty() else logging.INFO)
 

@@ -27,6 +27,10 @@ def rejects_file(run_dir: Path, folder: str, shard: int) -> Path:
     return run_dir / folder / f"rejects-{shard:05d}.parquet"
 
 
+def journal_file(run_dir: Path, stage: str, shard: int) -> Path:
+    return run_dir / "journal" / stage / f"shard-{shard:05d}.jsonl"
+
+
 def read_plan(run_dir: Path) -> dict[str, Any]:
     path = run_dir / PLAN_FILE
     if not path.exists():

@@ -24,7 +24,13 @@ from pipeline.engines import Engine, EngineSpec, Message, Request, Result, Sampl
 from pipeline.hashing import file_hash, stable_hash
 from pipeline.journal import Journal
 from pipeline.manifest import Manifest, ShardMarker
-from pipeline.run_folder import STORIES_DIR, prepare_stories, rejects_file, shard_file
+from pipeline.run_folder import (
+    STORIES_DIR,
+    journal_file,
+    prepare_stories,
+    rejects_file,
+    shard_file,
+)
 from pipeline.stages import STAGES, Stage
 from pipeline.stages.base import Reject, Row, StageContext, Step
 from pipeline.storage import read_rows, write_json, write_parquet
@@ -239,13 +245,16 @@ class Runner:
     def run_stage_shard(self, stage: Stage, shard: int, input_path: Path) -> ShardMarker | None:
         rows = read_rows(input_path)
         fingerprint = self.fingerprint(stage, rows, file_hash(input_path))
+        journal_path = journal_file(self.run_dir, stage.name, shard)
         if self.manifest.is_current(stage.name, shard, fingerprint):
+            # A kill between the marker write and the journal discard leaves a finished
+            # shard's journal behind: the marker is the truth, the journal is spent.
+            journal_path.unlink(missing_ok=True)
             self.skipped += 1
             if self.on_shard is not None:
                 self.on_shard(stage.name, shard, None)
             return None
         began = time.perf_counter()
-        journal_path = self.run_dir / "journal" / stage.name / f"shard-{shard:05d}.jsonl"
         work = _ShardWork(stage=stage, shard=shard, journal=Journal(journal_path))
         current = rows
         for step in stage.steps:

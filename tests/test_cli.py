@@ -41,6 +41,20 @@ def test_run_then_status_json_keeps_the_invariants(
         previous = stage["outputs"]
 
 
+def test_shard_events_go_once_to_the_stderr_of_each_in_process_run(
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("first", "second"):
+        code = main(["run", "--engine", "fake", "--corpus", str(corpus),
+                     "--output", str(tmp_path / name), "--max-stories", "2"])  # fmt: skip
+        assert code == 0
+        lines = capsys.readouterr().err.splitlines()
+        events = [json.loads(line) for line in lines if line.startswith('{"')]
+        shards = [(event["stage"], event["shard"]) for event in events]
+        assert len(shards) == len(set(shards)) == 5, name  # one line per stage shard, not two
+        assert not any("Logging error" in line for line in lines)
+
+
 def test_yaml_config_with_flag_overrides(corpus: Path, tmp_path: Path) -> None:
     config = tmp_path / "run.yaml"
     config.write_text(

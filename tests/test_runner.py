@@ -12,6 +12,7 @@ from conftest import fake_config
 from helpers import Recorder, recording_spec, request_keys_in
 
 from pipeline.api import run_pipeline
+from pipeline.journal import Journal
 from pipeline.manifest import Manifest
 from pipeline.resources import prompts_dir
 from pipeline.stages import STAGE_NAMES
@@ -124,6 +125,34 @@ def test_a_crash_mid_shard_keeps_answers_and_never_pays_twice(corpus: Path, tmp_
     manifest = Manifest(config.output_dir)
     replayed = [manifest.read(stage, shard) for stage, shard in after]
     assert sum(marker.requests_replayed for marker in replayed if marker) > 0
+
+
+def test_a_kill_between_marker_and_journal_discard_resumes_cleanly(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = fake_config(corpus, tmp_path / "run")
+
+    class Killed(BaseException):
+        pass
+
+    def die_before_discarding(journal: Journal) -> None:
+        raise Killed  # the marker is written; the journal stays as a kill would leave it
+
+    monkeypatch.setattr(Journal, "discard", die_before_discarding)
+    with pytest.raises(Killed):
+        run_pipeline(config)
+    leftover = list((config.output_dir / "journal").glob("*/*.jsonl"))
+    assert [path.parent.name for path in leftover] == ["actors"]
+    assert ("actors", 0) in markers(config.output_dir)
+
+    monkeypatch.undo()
+    recorder = Recorder()
+    run_pipeline(config, recording_spec(config, recorder))
+    assert not list((config.output_dir / "journal").glob("*/*.jsonl"))
+    assert not request_keys_in(config.output_dir / "actors" / "shard-00000.parquet") & (
+        recorder.keys
+    )
+    assert len(markers(config.output_dir)) == 5 * 3
 
 
 def test_a_full_disk_fails_clearly_and_keeps_finished_shards(
