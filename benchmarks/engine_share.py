@@ -10,9 +10,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from pipeline.api import run_pipeline
-from pipeline.config import RunConfig
-from pipeline.status import stage_totals
+from emopillars.api import run_pipeline
+from emopillars.config import RunConfig
+from emopillars.run.status import stage_totals
 
 
 def report(run_dir: Path) -> None:

@@ -13,12 +13,13 @@ import argparse
 import time
 from collections import Counter
 
-from pipeline.config import RunConfig
-from pipeline.decoding import decode
-from pipeline.engines import Message, Request, Sampling, engine_spec
-from pipeline.stages.base import Reject, Row, StageContext, Step
-from pipeline.stages.labels import SoftLabel
-from pipeline.stages.utterances import GenerateUtterances
+from emopillars.config import RunConfig
+from emopillars.engines import Message, Request, Sampling, engine_spec
+from emopillars.stages import stage_context
+from emopillars.stages.base import Reject, Row, Step
+from emopillars.stages.decoding import decode
+from emopillars.stages.labels import SoftLabel
+from emopillars.stages.utterances import GenerateUtterances
 
 STORY: Row = {
     "story_id": "b1", "title": "The Night Ferry",
@@ -48,7 +49,7 @@ UTTERANCES = [
 
 
 def batch(config: RunConfig, fingerprint: str, penalty: float) -> list[tuple[Step, Request]]:
-    ctx = StageContext.from_config(config)
+    ctx = stage_context(config)
     rows: list[tuple[Step, Row]] = [
         (SoftLabel(), {**STORY, "intended_emotion": emotion, "utterance": text})
         for emotion, text in UTTERANCES
@@ -64,7 +65,7 @@ def batch(config: RunConfig, fingerprint: str, penalty: float) -> list[tuple[Ste
             Request(
                 messages=(Message("user", step.prompt(row, ctx)),),
                 schema=step.schema(ctx),
-                sampling=Sampling(max_tokens=step.max_tokens(ctx), repetition_penalty=penalty),
+                sampling=Sampling(max_tokens=step.budget(ctx), repetition_penalty=penalty),
                 engine_fingerprint=fingerprint,
             ),
         )

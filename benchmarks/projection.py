@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.run_folder import read_plan
-from pipeline.status import stage_totals
+from emopillars.run.layout import RunLayout
+from emopillars.run.plan import read_plan
+from emopillars.run.status import stage_totals
 
 PAPER_PLOTS, PAPER_ACTORS, PAPER_UTTERANCES = 2_000, 15, 10
 
@@ -27,7 +28,7 @@ def main() -> None:
     parser.add_argument("--prefill-tps", type=float, default=30_000.0)
     args = parser.parse_args()
     totals = stage_totals(args.run_dir)
-    stories = read_plan(args.run_dir)["stories"]
+    stories = read_plan(RunLayout(args.run_dir))["stories"]
 
     # Scale each stage by its own unit: stories, actors, utterances (labels, contexts, rewrites).
     paper_units = {

@@ -11,9 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.api import run_pipeline
-from pipeline.config import RunConfig
-from pipeline.status import stage_totals
+from emopillars.api import run_pipeline
+from emopillars.config import RunConfig
+from emopillars.run.status import stage_totals
 
 
 def main() -> None:

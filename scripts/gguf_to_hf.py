@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--no-system-role", action="store_true")
     args = parser.parse_args()
     if args.gguf is None:
-        from pipeline.engines.llamacpp import packaged_model_path
+        from emopillars.engines.llamacpp import packaged_model_path
 
         args.gguf = packaged_model_path()
     convert(args.out_dir, args.gguf, args.no_system_role)

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipeline.config import RunConfig, TokenBudgets
-from pipeline.decoding import decode
-from pipeline.engines import Engine, Message, Request, Result, Sampling, engine_spec
-from pipeline.stages.actors import ExtractActors
-from pipeline.stages.base import Reject, Row, StageContext, Step
-from pipeline.stages.contexts import CleanContext
-from pipeline.stages.labels import SoftLabel
-from pipeline.stages.rewrites import RewriteUtterance
+from emopillars.config import RunConfig
+from emopillars.engines import Engine, Message, Request, Result, Sampling, engine_spec
+from emopillars.stages import stage_context
+from emopillars.stages.actors import ExtractActors
+from emopillars.stages.base import Reject, Row, Step
+from emopillars.stages.contexts import CleanContext
+from emopillars.stages.decoding import decode
+from emopillars.stages.labels import SoftLabel
+from emopillars.stages.rewrites import RewriteUtterance
 
 STORY: Row = {
     "story_id": "c1",
@@ -45,16 +46,14 @@ def conformance_batch(engine_fingerprint: str, repetition_penalty: float = 1.1) 
     config = RunConfig(
         engine="fake",
         max_actors=3,
-        max_tokens=TokenBudgets(actors=200, labels=100, clean=120, rewrite=100),
+        max_tokens={"actors": 200, "labels": 100, "clean": 120, "rewrite": 100},
     )
-    ctx = StageContext.from_config(config)
+    ctx = stage_context(config)
     return [
         Request(
             messages=(Message("user", step.prompt(row, ctx)),),
             schema=step.schema(ctx),
-            sampling=Sampling(
-                max_tokens=step.max_tokens(ctx), repetition_penalty=repetition_penalty
-            ),
+            sampling=Sampling(max_tokens=step.budget(ctx), repetition_penalty=repetition_penalty),
             engine_fingerprint=engine_fingerprint,
         )
         for step, row in CASES

@@ -7,8 +7,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-
-from pipeline.config import RunConfig
+from emopillars.config import RunConfig
 
 STORIES = [
     ("s1", "The Lighthouse", "Mara keeps the lighthouse with her brother Tomas. When a storm "

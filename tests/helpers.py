@@ -7,9 +7,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
-
-from pipeline.config import RunConfig
-from pipeline.engines import Engine, EngineSpec, Request, Result, engine_spec
+from emopillars.config import RunConfig
+from emopillars.engines import Engine, EngineSpec, Request, Result, engine_spec
 
 
 @dataclass
@@ -80,7 +79,7 @@ class Interrupted:
 
     @classmethod
     def read(cls, run_dir: Path) -> Interrupted:
-        from pipeline.journal import Journal
+        from emopillars.run.journal import Journal
 
         markers = {p: p.read_text() for p in (run_dir / "manifest").glob("*/shard-*.json")}
         done: set[str] = set()

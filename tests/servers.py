@@ -22,9 +22,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from pipeline.engines import Message, Request, Sampling
-from pipeline.engines.fake import FakeEngine
-from pipeline.engines.llamacpp import packaged_model_path
+from emopillars.engines import Message, Request, Sampling
+from emopillars.engines.fake import FakeEngine
+from emopillars.engines.llamacpp import packaged_model_path
 
 
 def free_port() -> int:

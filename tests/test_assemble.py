@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 from conftest import fake_config
-
-from pipeline.api import run_pipeline
-from pipeline.assemble import IncompleteRunError, assemble, split_of_stories
-from pipeline.run_folder import read_plan
-from pipeline.taxonomy import LABELS
+from emopillars.api import run_pipeline
+from emopillars.dataset.assemble import IncompleteRunError, assemble, split_of_stories
+from emopillars.run.layout import RunLayout
+from emopillars.run.plan import read_plan
+from emopillars.stages.taxonomy import LABELS
 
 
 @pytest.fixture
@@ -80,4 +80,4 @@ def test_assembly_refuses_an_unfinished_run(dataset_dir: Path) -> None:
     run_dir = dataset_dir.parent
     (run_dir / "manifest" / "labels" / "shard-00001.json").unlink()
     with pytest.raises(IncompleteRunError, match="labels/shard-00001"):
-        assemble(run_dir, read_plan(run_dir), seed=0, license_id=None)
+        assemble(run_dir, read_plan(RunLayout(run_dir)), seed=0, license_id=None)

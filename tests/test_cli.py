@@ -10,8 +10,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-
-from pipeline.cli import main
+from emopillars.cli import main
 
 
 def test_run_then_status_json_keeps_the_invariants(
@@ -98,7 +97,7 @@ def test_status_of_a_folder_that_is_no_run(
 
 def test_console_script_runs_as_a_subprocess(corpus: Path, tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", "--engine", "fake", "--corpus", str(corpus),
+        [sys.executable, "-m", "emopillars", "run", "--engine", "fake", "--corpus", str(corpus),
          "--output", str(tmp_path / "sub"), "--max-stories", "2"],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
@@ -123,13 +122,22 @@ def test_wheel_carries_prompts_and_sample_corpus(tmp_path: Path) -> None:
         check=True, timeout=300,
     )  # fmt: skip
     wheel = next((tmp_path / "dist").glob("emopillars-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    # One top-level package, named as the distribution and the command: nothing else.
+    assert {name.split("/")[0] for name in names} == {
+        "emopillars",
+        wheel.name.split("-py")[0] + ".dist-info",
+    }
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
+    # A local folder named `pipeline` (or `emopillars`) in the working folder changes nothing.
+    (tmp_path / "pipeline").mkdir()
+    (tmp_path / "pipeline" / "cli.py").write_text("raise SystemExit('local pipeline imported')\n")
     probe = (
-        "from pipeline.resources import prompts_dir, sample_corpus;"
-        "from pipeline.stages.base import StageContext;"
-        "from pipeline.config import RunConfig;"
-        "StageContext.from_config(RunConfig(engine='fake'));"
+        "from emopillars.resources import prompts_dir, sample_corpus;"
+        "from emopillars.stages import stage_context;"
+        "from emopillars.config import RunConfig;"
+        "stage_context(RunConfig(engine='fake'));"
         "print(prompts_dir()); print(sample_corpus())"
     )
     # -S: no site hooks, so an editable install of this checkout cannot shadow the wheel.
@@ -140,6 +148,6 @@ def test_wheel_carries_prompts_and_sample_corpus(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
-        str(site / "pipeline" / "_data" / "prompts"),
-        str(site / "pipeline" / "_data" / "corpora" / "sample" / "stories.jsonl"),
+        str(site / "emopillars" / "_data" / "prompts"),
+        str(site / "emopillars" / "_data" / "corpora" / "sample" / "stories.jsonl"),
     ]

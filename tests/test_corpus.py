@@ -8,9 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from pipeline.corpus import CorpusError, FieldMap, load_corpus
-from pipeline.resources import sample_corpus
+from emopillars.resources import sample_corpus
+from emopillars.run.corpus import CorpusError, FieldMap, load_corpus
 
 FIELDS = FieldMap()
 

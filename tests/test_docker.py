@@ -131,13 +131,13 @@ def test_dockerignore_keeps_secrets_and_clutter_out() -> None:
         ".venv/bin/python",
         "outputs/run/plan.json",
         ".git/config",
-        "pipeline/__pycache__/cli.cpython-311.pyc",
+        "pipeline/emopillars/__pycache__/cli.cpython-311.pyc",
         "tests/test_cli.py",
     ):
         assert ignored(path, patterns), path
     for path in (
         "pyproject.toml",
-        "pipeline/cli.py",
+        "pipeline/emopillars/cli/main.py",
         "prompts/v1/actors.txt",
         "corpora/sample/stories.jsonl",
     ):
@@ -177,7 +177,7 @@ def test_the_install_steps_give_a_working_emopillars(tmp_path: Path) -> None:
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     where = subprocess.run(
-        [python, "-c", "import pipeline; print(pipeline.__file__)"],
+        [python, "-c", "import emopillars; print(emopillars.__file__)"],
         cwd=outside, capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert where.stdout.startswith(str(environment))

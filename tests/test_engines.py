@@ -7,13 +7,12 @@ import time
 
 import pytest
 from conformance import check_conformance, conformance_batch, conformance_of, constrained
+from emopillars.config import ConfigError, RunConfig, ServerOptions
+from emopillars.engines import EngineInfo, Message, engine_spec
+from emopillars.engines.chat import fold_system_turns
+from emopillars.engines.fake import FakeEngine
+from emopillars.engines.openai_server import OpenAIServerEngine, ServerError
 from servers import Script, scripted_server
-
-from pipeline.config import ConfigError, RunConfig, ServerOptions
-from pipeline.engines import EngineInfo, Message, engine_spec
-from pipeline.engines.chat import fold_system_turns
-from pipeline.engines.fake import FakeEngine
-from pipeline.engines.openai_server import OpenAIServerEngine, ServerError
 
 
 def options(base_url: str, **values: object) -> ServerOptions:
@@ -54,13 +53,22 @@ def test_openai_engine_conforms_in_every_structured_output_mode(mode: str) -> No
 
 def test_transient_failures_are_retried_with_backoff() -> None:
     script = Script(failures=["429", "500", "slow"], slow_seconds=2.0)
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # records the backoff instead of sleeping it
+        waits.append(seconds)
+
     with scripted_server(script) as url:
         engine = OpenAIServerEngine(
-            "m", options(url, concurrency=1, request_timeout_s=0.5, max_retries=4)
+            "m", options(url, concurrency=1, request_timeout_s=0.5, max_retries=4), sleep=sleep
         )
         results = engine.generate(conformance_batch("openai")[:1])
     assert results[0].finish_reason == "stop" and results[0].text.startswith("{")
     assert len(script.bodies) == 4  # 429, 500, a timed-out slow answer, then the answer
+    # The 429's Retry-After (0 s) is honoured; then exponential backoff from 1 s with up to
+    # 1 s of jitter: 2-3 s after the second failure, 4-5 s after the third.
+    assert len(waits) == 3 and waits[0] == 0.0
+    assert 2.0 <= waits[1] <= 3.0 and 4.0 <= waits[2] <= 5.0
 
 
 def test_a_refused_key_fails_fast_with_the_variable_to_check(

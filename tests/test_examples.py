@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-
-from pipeline.cli import _overrides, _parser
-from pipeline.config import RunConfig, load_config
+from emopillars.cli.main import _overrides, _parser
+from emopillars.config import RunConfig, load_config
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "examples"
@@ -76,12 +75,12 @@ def test_the_slurm_array_task_runs_its_own_worker(tmp_path: Path) -> None:
     calls = run_with_stubs(script, tmp_path, env)
     assert [call[0] for call in calls] == ["srun", "emopillars"]
     config = emopillars_config(calls[1][1:])
-    assert (config.engine, config.worker_index) == ("vllm", 5)
+    assert (config.engine, config.execution.worker_index) == ("vllm", 5)
     assert config.output_dir == tmp_path / "run" and config.corpus == corpus
     # WORKERS in the script is the size of its --array range.
     text = script.read_text()
     array = re.search(r"^#SBATCH --array=0-(\d+)$", text, re.MULTILINE)
-    assert array is not None and config.num_workers == int(array[1]) + 1
+    assert array is not None and config.execution.num_workers == int(array[1]) + 1
 
 
 def test_the_slurm_submission_queues_the_assembly_after_all_tasks(tmp_path: Path) -> None:
@@ -108,7 +107,11 @@ def test_the_ray_submission_runs_the_ray_executor(tmp_path: Path) -> None:
     entrypoint = call[call.index("--") + 1 :]
     assert entrypoint[0] == "emopillars"
     config = emopillars_config(entrypoint[1:])
-    assert (config.executor, config.engine, config.num_workers) == ("ray", "vllm", 1)
+    assert (config.execution.executor, config.engine, config.execution.num_workers) == (
+        "ray",
+        "vllm",
+        1,
+    )
     assert config.output_dir == tmp_path / "run" and config.corpus == corpus
 
 
@@ -145,7 +148,7 @@ def test_the_kubernetes_indexed_job_is_consistent(tmp_path: Path) -> None:
     corpus.write_text("")
     local = [f"--corpus={corpus}" if arg.startswith("--corpus=") else arg for arg in args]
     config = emopillars_config(local)
-    assert config.num_workers == spec["completions"]
+    assert config.execution.num_workers == spec["completions"]
     assert "--worker-index" not in " ".join(args)
 
     mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}

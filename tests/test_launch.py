@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 from conftest import dataset_contents, fake_config
-
-from pipeline.api import run_pipeline
-from pipeline.cli import main
-from pipeline.launch import parse_gpus
+from emopillars.api import run_pipeline
+from emopillars.cli import main
+from emopillars.cluster.launch import parse_gpus
 
 
 def launch(corpus: Path, run_dir: Path, gpus: str, *extra: str) -> int:
@@ -41,6 +40,23 @@ def test_launch_runs_a_worker_per_gpu_then_assembles(
     assert "worker 1 of 2: story shards s with s % 2 == 1 (CUDA_VISIBLE_DEVICES=5)" in second
     assert "worker 0 of 2 done: story shards 0, 2, 4" in first
     assert dataset_contents(run_dir) == reference_dataset(corpus, tmp_path)
+
+
+def test_workers_run_the_installed_package_from_any_working_folder(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Launched from a user's own ML repository, whose folders must not shadow emopillars.
+    user_repo = tmp_path / "my-ml-repo"
+    for package in ("pipeline", "emopillars"):
+        for module in ("__init__.py", "cli.py", "__main__.py"):
+            path = user_repo / package / module
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("raise SystemExit('the user folder was imported')\n")
+    monkeypatch.chdir(user_repo)
+    run_dir = tmp_path / "run"
+    assert launch(corpus, run_dir, "0,1") == 0
+    for index in (0, 1):
+        assert "user folder" not in (run_dir / "logs" / f"worker-{index}.log").read_text()
 
 
 def test_a_failed_worker_is_reported_and_a_rerun_finishes(

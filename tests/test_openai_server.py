@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 from conformance import check_conformance, conformance_batch, constrained
 from conftest import write_corpus
+from emopillars.api import run_pipeline
+from emopillars.config import RunConfig
+from emopillars.engines.openai_server import OpenAIServerEngine, ServerError
+from emopillars.run.status import status_json
+from emopillars.stages import STAGE_NAMES
 from helpers import Interrupted, Recorder, recording_spec
 from servers import LlamaServer
-
-from pipeline.api import run_pipeline
-from pipeline.config import RunConfig
-from pipeline.engines.openai_server import OpenAIServerEngine, ServerError
-from pipeline.stages import STAGE_NAMES
-from pipeline.status import status_json
 
 pytestmark = pytest.mark.model
 

@@ -14,23 +14,22 @@ from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 
+import emopillars
 import httpx2
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import fake_config, write_corpus
+from emopillars.api import run_pipeline
+from emopillars.cli import main
+from emopillars.release.hub import HubApi, HubClient, RetryPolicy, git_blob_id
+from emopillars.release.provenance import REDACTED, redact
+from emopillars.resources import prompts_dir
+from emopillars.run.storage import write_table
+from emopillars.stages.taxonomy import LABELS
 from fake_hub import FakeHubApi, http_error
 from huggingface_hub import DatasetCard, HfApi
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-
-import pipeline
-from pipeline.api import run_pipeline
-from pipeline.cli import main
-from pipeline.hub import HubApi, HubClient, RetryPolicy, git_blob_id
-from pipeline.provenance import REDACTED, redact
-from pipeline.resources import prompts_dir
-from pipeline.storage import write_table
-from pipeline.taxonomy import LABELS
 
 TOKEN = "hf_TESTTOKEN_do_not_leak_123"
 REPO = "alice/emo-pillars"
@@ -245,7 +244,7 @@ def test_provenance_records_what_made_the_data(
     repo = hub_api.folder(REPO)
     provenance = json.loads((repo / "provenance.json").read_text())
     run = json.loads((run_dir / "run.json").read_text())
-    assert provenance["pipeline_version"] == pipeline.__version__
+    assert provenance["pipeline_version"] == emopillars.__version__
     assert provenance["run_config"] == run["config"]  # nothing secret in it to redact
     assert provenance["model"] == {"id": "fake", "revision": None}
     labels_prompt = prompts_dir() / "v1" / "labels.txt"
@@ -559,7 +558,7 @@ def _cli(run_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     # A fresh process: huggingface_hub reads HF_HUB_OFFLINE and HF_HOME when it is imported.
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *publish_args(run_dir)],
+        [sys.executable, "-m", "emopillars", *publish_args(run_dir)],
         env={**clean, **env}, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
 

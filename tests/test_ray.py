@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 from conftest import dataset_contents, fake_config
-
-from pipeline.api import run_pipeline
-from pipeline.cli import main
-from pipeline.stages import STAGE_NAMES
+from emopillars.api import run_pipeline
+from emopillars.cli import main
+from emopillars.stages import STAGE_NAMES
 
 
 def test_ray_tasks_resume_a_worker_and_build_the_single_worker_dataset(
@@ -23,7 +22,7 @@ def test_ray_tasks_resume_a_worker_and_build_the_single_worker_dataset(
     # Worker 0 of 2 did story shards 0 and 2; Ray must skip them and do shard 1.
     run_pipeline(fake_config(corpus, run_dir, num_workers=2, worker_index=0))
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", "--engine", "fake", "--corpus", str(corpus),
+        [sys.executable, "-m", "emopillars", "run", "--engine", "fake", "--corpus", str(corpus),
          "--output", str(run_dir), "--shard-size", "2", "--max-actors", "2", "--quiet",
          "--executor", "ray"],
         capture_output=True, text=True, timeout=300, check=False,

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
-from pipeline.api import run_pipeline
-from pipeline.config import RunConfig
-from pipeline.stages import STAGE_NAMES
-from pipeline.status import status_json
+from emopillars.api import run_pipeline
+from emopillars.config import RunConfig
+from emopillars.run.status import status_json
+from emopillars.stages import STAGE_NAMES
 
 pytestmark = pytest.mark.model
 

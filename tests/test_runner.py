@@ -9,15 +9,15 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from conftest import fake_config
+from emopillars.api import run_pipeline
+from emopillars.resources import prompts_dir
+from emopillars.run.journal import Journal
+from emopillars.run.layout import RunLayout
+from emopillars.run.manifest import Manifest
+from emopillars.run.status import status_json
+from emopillars.run.storage import StorageError
+from emopillars.stages import STAGE_NAMES
 from helpers import Recorder, recording_spec, request_keys_in
-
-from pipeline.api import run_pipeline
-from pipeline.journal import Journal
-from pipeline.manifest import Manifest
-from pipeline.resources import prompts_dir
-from pipeline.stages import STAGE_NAMES
-from pipeline.status import status_json
-from pipeline.storage import StorageError
 
 
 def markers(run_dir: Path) -> dict[tuple[str, int], str]:
@@ -54,7 +54,8 @@ def test_rejects_are_accounted_for_and_nothing_is_dropped(corpus: Path, tmp_path
         }
         assert counted == stage["reject_reasons"]
         for row in request_rows:
-            assert row["attempts"] == 2 or row["reason"] in {"no_output", "engine_error"}
+            final = {"no_output", "engine_error", "below_threshold"}  # not retried
+            assert row["attempts"] == 2 or row["reason"] in final
             if row["reason"] in {"invalid_json", "truncated"}:
                 assert row["raw_answer"]
     reasons = {r for s in stages.values() for r in s["reject_reasons"]}
@@ -122,7 +123,7 @@ def test_a_crash_mid_shard_keeps_answers_and_never_pays_twice(corpus: Path, tmp_
     assert not list((config.output_dir / "journal").glob("*/*.jsonl"))
     after = markers(config.output_dir)
     assert all(after[key] == text for key, text in done_before.items())
-    manifest = Manifest(config.output_dir)
+    manifest = Manifest(RunLayout(config.output_dir))
     replayed = [manifest.read(stage, shard) for stage, shard in after]
     assert sum(marker.requests_replayed for marker in replayed if marker) > 0
 
@@ -183,7 +184,7 @@ def test_a_full_disk_fails_clearly_and_keeps_finished_shards(
 
 
 def test_prefix_share_counts_what_repeats_the_previous_prompt() -> None:
-    from pipeline.telemetry import PrefixShare
+    from emopillars.run.telemetry import PrefixShare
 
     share = PrefixShare()
     for prompt in ("static head. story A. actor 1", "static head. story A. actor 2", "other"):
@@ -193,9 +194,9 @@ def test_prefix_share_counts_what_repeats_the_previous_prompt() -> None:
 
 
 def test_an_answer_with_a_raw_newline_inside_a_string_is_accepted() -> None:
-    from pipeline.decoding import decode
-    from pipeline.engines import Result
-    from pipeline.stages.rewrites import RewriteUtterance
+    from emopillars.engines import Result
+    from emopillars.stages.decoding import decode
+    from emopillars.stages.rewrites import RewriteUtterance
 
     answer = decode(
         RewriteUtterance(), Result('{"utterance": "Look\nat the water."}', "stop", 5, 5)

@@ -7,16 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from pipeline.config import RunConfig
-from pipeline.stages import STAGES
-from pipeline.stages.actors import ActorsAnswer, ExtractActors
-from pipeline.stages.base import Reject, StageContext
-from pipeline.stages.contexts import CleanContext, ContextAnswer, GenerateContext
-from pipeline.stages.labels import LabelsAnswer, SoftLabel
-from pipeline.stages.rewrites import RewriteAnswer, RewriteUtterance
-from pipeline.stages.utterances import GenerateUtterances, UtterancesAnswer, assigned_emotions
-from pipeline.taxonomy import EMOTIONS, LABELS, NEUTRAL
+from emopillars.config import RunConfig
+from emopillars.stages import STAGES, stage_context
+from emopillars.stages.actors import ActorsAnswer, ExtractActors
+from emopillars.stages.base import Reject, StageContext
+from emopillars.stages.contexts import CleanContext, ContextAnswer, GenerateContext
+from emopillars.stages.labels import LabelsAnswer, SoftLabel
+from emopillars.stages.rewrites import RewriteAnswer, RewriteUtterance
+from emopillars.stages.taxonomy import EMOTIONS, LABELS, NEUTRAL
+from emopillars.stages.utterances import GenerateUtterances, UtterancesAnswer, assigned_emotions
 
 STORY = {"story_id": "s1", "title": "The Lighthouse", "text": "Mara keeps the lighthouse."}
 ACTOR = {**STORY, "actor_id": "s1/a00", "actor": "Mara", "actor_description": "the keeper"}
@@ -28,7 +27,7 @@ CONTEXTUAL = {**LABELLED, "context_raw": "A storm rises.", "context": "A storm r
 
 @pytest.fixture
 def ctx() -> StageContext:
-    return StageContext.from_config(RunConfig(engine="fake"))
+    return stage_context(RunConfig(engine="fake"))
 
 
 def test_utterance_prompt_orders_static_story_actor_then_task(ctx: StageContext) -> None:
@@ -97,7 +96,7 @@ def test_actors_are_deduplicated_and_capped(ctx: StageContext) -> None:
             ]
         }
     )
-    capped = StageContext.from_config(RunConfig(engine="fake", max_actors=2))
+    capped = stage_context(RunConfig(engine="fake", max_actors=2))
     parsed = ExtractActors().parse(STORY, answer, capped)
     assert [row["actor"] for row in parsed.rows] == ["Mara", "Tomas"]
     assert [row["actor_id"] for row in parsed.rows] == ["s1/a00", "s1/a01"]
@@ -170,9 +169,9 @@ def test_label_answers_without_usable_labels_are_rejected(ctx: StageContext) -> 
 def test_intensity_outside_the_scale_is_a_schema_violation() -> None:
     with pytest.raises(ValueError):
         labels(("fear", 1.5))
-    assert SoftLabel().schema(StageContext.from_config(RunConfig(engine="fake")))["properties"][
-        "emotions"
-    ]["items"]["properties"]["intensity"]["enum"] == [i / 10 for i in range(11)]
+    assert SoftLabel().schema(stage_context(RunConfig(engine="fake")))["properties"]["emotions"][
+        "items"
+    ]["properties"]["intensity"]["enum"] == [i / 10 for i in range(11)]
 
 
 def test_context_must_not_quote_the_utterance(ctx: StageContext) -> None:
@@ -197,10 +196,10 @@ def test_rewrite_must_change_the_utterance(ctx: StageContext) -> None:
 def test_a_prompt_folder_of_ones_own_is_used(tmp_path: Path) -> None:
     import shutil
 
-    from pipeline.resources import prompts_dir
+    from emopillars.resources import prompts_dir
 
     shutil.copytree(prompts_dir(), tmp_path / "prompts")
     (tmp_path / "prompts" / "v1" / "clean.txt").write_text("Clean this: $context", encoding="utf-8")
-    own = StageContext.from_config(RunConfig(engine="fake", prompts_dir=tmp_path / "prompts"))
+    own = stage_context(RunConfig(engine="fake", prompts_dir=tmp_path / "prompts"))
     assert CleanContext().prompt(CONTEXTUAL, own) == "Clean this: A storm rises."
     assert len(LABELS) == 28

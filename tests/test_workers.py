@@ -5,27 +5,31 @@ dataset, also after a worker is killed with SIGKILL and run again."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from conftest import dataset_contents, fake_config
+from emopillars.api import run_pipeline
+from emopillars.cli import main
+from emopillars.cluster.workers import with_scheduled_worker
+from emopillars.config import ConfigError, load_config
+from emopillars.run.layout import RunLayout
+from emopillars.run.plan import (
+    PlanConflictError,
+    owner_of,
+    read_plan,
+    settle_plan,
+    shards_of_worker,
+)
+from emopillars.stages import STAGE_NAMES
 
-from pipeline.api import run_pipeline
-from pipeline.cli import main
-from pipeline.config import ConfigError, load_config
-from pipeline.run_folder import read_plan
-from pipeline.shared_plan import PlanConflictError, settle_plan
-from pipeline.stages import STAGE_NAMES
-from pipeline.workers import owner_of, shards_of_worker, with_scheduled_worker
-
-RUN = [sys.executable, "-m", "pipeline.cli", "run"]
+RUN = [sys.executable, "-m", "emopillars", "run"]
+TESTS = Path(__file__).parent
 
 
 def run_flags(corpus: Path, run_dir: Path) -> list[str]:
@@ -97,7 +101,7 @@ def test_worker_identity_from_the_scheduler(
     env: dict[str, str], flags: dict[str, int], expected: tuple[int, int]
 ) -> None:
     config = with_scheduled_worker(load_config(None, engine="fake", **flags), env)
-    assert (config.num_workers, config.worker_index) == expected
+    assert (config.execution.num_workers, config.execution.worker_index) == expected
 
 
 def test_the_config_file_wins_over_the_scheduler(tmp_path: Path) -> None:
@@ -105,13 +109,13 @@ def test_the_config_file_wins_over_the_scheduler(tmp_path: Path) -> None:
     path.write_text("engine: fake\nnum_workers: 2\nworker_index: 0\n")
     env = {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4"}
     config = with_scheduled_worker(load_config(path), env)
-    assert (config.num_workers, config.worker_index) == (2, 0)
+    assert (config.execution.num_workers, config.execution.worker_index) == (2, 0)
 
 
 def test_the_ray_executor_takes_no_worker_identity() -> None:
     env = {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4"}
     config = with_scheduled_worker(load_config(None, engine="fake", executor="ray"), env)
-    assert (config.num_workers, config.worker_index) == (1, 0)
+    assert (config.execution.num_workers, config.execution.worker_index) == (1, 0)
 
 
 @pytest.mark.parametrize(
@@ -201,7 +205,7 @@ def test_a_single_worker_replans_its_own_folder(corpus: Path, tmp_path: Path) ->
     run_pipeline(fake_config(corpus, run_dir, max_stories=4))
     result = run_pipeline(fake_config(corpus, run_dir))
     assert result.dataset_counts is not None
-    assert read_plan(run_dir)["stories"] == 6
+    assert read_plan(RunLayout(run_dir))["stories"] == 6
 
 
 # -- the invariant --------------------------------------------------------------------------
@@ -229,37 +233,60 @@ def test_worker_processes_build_the_single_worker_dataset(corpus: Path, tmp_path
     assert dataset_contents(run_dir) == reference_dataset(corpus, tmp_path)
 
 
-def _kill_after_first_shard(worker: subprocess.Popen[str], run_dir: Path, shard: int) -> None:
-    """SIGKILL the worker once `shard` has gone through every stage, before it finishes."""
-    marker = run_dir / "manifest" / "rewrites" / f"shard-{shard:05d}.json"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise AssertionError("the worker finished before it could be killed; slow it down")
-        if marker.exists():
-            os.kill(worker.pid, signal.SIGKILL)
-            worker.wait()
-            return
-        time.sleep(0.01)
-    worker.kill()
-    raise AssertionError("the worker made no progress within 60 s")
+# Worker 1 of 2 (story shards 1, 3, 5) in a child process: the config `run` builds from the same
+# flags, run with a sequential engine (batches of 3 requests, each journaled) that kills its own
+# process right before the first batch that finds story shard 1 through every stage and answers
+# of story shard 3 journaled: inside a shard, never between two. It reads only its own shards'
+# files, runs one thread on the deterministic fake engine, and so dies at the same batch on
+# every run, whatever worker 0 or the machine's load are doing.
+VICTIM = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+from helpers import Recorder, recording_spec
+from emopillars.api import run_pipeline
+from emopillars.config import load_config
+from emopillars.cluster.workers import with_scheduled_worker
+from pathlib import Path
+run_dir = Path({output!r})
+
+def kill_in_story_shard_3():
+    done = (run_dir / "manifest" / "rewrites" / "shard-00001.json").exists()
+    journals = [p for p in (run_dir / "journal").glob("*/shard-00003.jsonl") if p.stat().st_size]
+    if done and journals:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+overrides = dict(engine="fake", corpus=Path({corpus!r}), output=run_dir, shard_size=1,
+                 max_actors=2, num_workers=2, worker_index=1)
+config = with_scheduled_worker(load_config(None, **overrides), os.environ)
+recorder = Recorder(before_batch=kill_in_story_shard_3)
+run_pipeline(config, recording_spec(config, recorder, batch_size=3))
+"""
 
 
 def test_a_killed_worker_is_rerun_and_the_dataset_is_unchanged(
     corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run_dir = tmp_path / "shared"
-    slow = tmp_path / "slow.yaml"  # both workers, so that their configs agree
-    slow.write_text("fake_latency_s: 0.02\n")
-    flags = [*run_flags(corpus, run_dir), "--config", str(slow)]
-    survivor, victim = start_worker(flags, 0, 2), start_worker(flags, 1, 2)
-    _kill_after_first_shard(victim, run_dir, shard=1)
-    assert victim.returncode == -signal.SIGKILL
+    flags = run_flags(corpus, run_dir)
+    survivor = start_worker(flags, 0, 2)
+    code = VICTIM.format(tests=str(TESTS), corpus=str(corpus), output=str(run_dir))
+    victim = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert victim.returncode == -signal.SIGKILL, victim.stderr  # killed, not finished or failed
     survivor.communicate(timeout=120)
     assert survivor.returncode == 0
 
-    # Assembly refuses, naming what is missing and whose it is: only worker 1's shards.
+    # The kill landed where it should: story shard 1 through every stage, none of shard 5,
+    # and shard 3 in the middle of a stage (answers journaled, no marker).
     finished = markers_of(run_dir)
+    assert all((stage, 1) in finished for stage in STAGE_NAMES)
+    assert not any((stage, 5) in finished for stage in STAGE_NAMES)
+    journals = [p for p in (run_dir / "journal").glob("*/shard-00003.jsonl") if p.stat().st_size]
+    assert journals
+    assert all((journal.parent.name, 3) not in finished for journal in journals)
+
+    # Assembly refuses, naming what is missing and whose it is: only worker 1's shards.
     assert main(["assemble", str(run_dir)]) == 1
     refusal = capsys.readouterr().err
     assert "rewrites/shard-00005 (worker 1 of 2)" in refusal

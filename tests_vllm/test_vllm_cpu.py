@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 from conformance import check_conformance, conformance_batch, conformance_of, constrained
+from emopillars.config import RunConfig, ServerOptions
+from emopillars.engines.openai_server import OpenAIServerEngine
+from emopillars.stages import STAGE_NAMES
 from servers import free_port
-
-from pipeline.config import RunConfig, ServerOptions
-from pipeline.engines.openai_server import OpenAIServerEngine
-from pipeline.stages import STAGE_NAMES
 
 # Answers that structured outputs make impossible; anything else (truncation, a duplicate, an
 # off-taxonomy label) is the small model's doing and is a legitimate reject.
@@ -41,7 +40,7 @@ def test_pipeline_runs_on_vllm_with_a_template_without_system_role(
         )
     )
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "pipeline.cli", "run", "--config", str(config),
+    command = [sys.executable, "-m", "emopillars", "run", "--config", str(config),
                "--engine", "vllm", "--model", str(hf_model), "--dtype", "float32",
                "--enforce-eager", "--max-stories", "1", "--max-actors", "1",
                "--output", str(out), "--quiet"]  # fmt: skip
@@ -51,7 +50,7 @@ def test_pipeline_runs_on_vllm_with_a_template_without_system_role(
 
     status = json.loads(
         subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", "status", str(out), "--json"],
+            [sys.executable, "-m", "emopillars", "status", str(out), "--json"],
             capture_output=True,
             text=True,
             check=True,

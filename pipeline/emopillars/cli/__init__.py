@@ -1,0 +1,5 @@
+"""The `emopillars` command."""
+
+from emopillars.cli.main import main
+
+__all__ = ["main"]

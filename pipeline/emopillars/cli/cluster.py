@@ -1,0 +1,136 @@
+"""The commands for runs spread over several processes: `launch` and `assemble`, and what a
+worker of several prints. cli.py parses; these make the library calls and report."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from emopillars.api import RunResult, assemble_run
+from emopillars.cluster.launch import WorkerExit, launch_workers, log_tail, parse_gpus
+from emopillars.config import ConfigError, ExecutionOptions, RunConfig, load_config
+from emopillars.dataset.assemble import IncompleteRunError
+from emopillars.run.status import status_table
+from emopillars.run.storage import StorageError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2  # as every emopillars command
+
+
+def add_cluster_commands(commands: Any) -> None:
+    """Add `launch` and `assemble` to the subcommands (`commands` is argparse's subparsers)."""
+    launch = commands.add_parser(
+        "launch",
+        help="run one worker per GPU on this node, then assemble",
+        description="Start one `emopillars run` worker per GPU (CUDA_VISIBLE_DEVICES), each "
+        "logging to DIR/logs/worker-I.log; assemble the dataset when all succeed. Every other "
+        "flag is a flag of `emopillars run`.",
+    )
+    launch.add_argument(
+        "--gpus",
+        required=True,
+        help="a worker per comma-separated GPU id, e.g. 0,1,2,3 (0+1,2+3: two GPUs each)",
+    )
+    assemble = commands.add_parser(
+        "assemble", help="build DIR/dataset once every worker's shards are done"
+    )
+    assemble.add_argument("run_dir", type=Path)
+
+
+def worker_banner(config: RunConfig) -> str:
+    devices = os.environ.get("CUDA_VISIBLE_DEVICES", "not set")
+    index, count = config.execution.worker_index, config.execution.num_workers
+    return (
+        f"worker {index} of {count}: story shards s with s % {count} == {index} "
+        f"(CUDA_VISIBLE_DEVICES={devices})"
+    )
+
+
+def worker_summary(config: RunConfig, result: RunResult) -> str:
+    shards = [str(shard) for shard in result.story_shards]
+    listed = ", ".join(shards[:20]) + (f", ... ({len(shards)} in all)" if len(shards) > 20 else "")
+    index, count = config.execution.worker_index, config.execution.num_workers
+    return (
+        f"worker {index} of {count} done: story shards {listed or 'none'}\n"
+        f"when all {count} workers are done, build the dataset with: "
+        f"emopillars assemble {result.run_dir}"
+    )
+
+
+def _print_dataset(run_dir: Path, counts: dict[str, dict[str, int]]) -> None:
+    print(status_table(run_dir))
+    print()
+    for name, splits in counts.items():
+        print(f"dataset {name}: " + ", ".join(f"{s} {n}" for s, n in splits.items()))
+    print(f"dataset folder: {run_dir / 'dataset'}")
+
+
+def assemble_command(run_dir: Path) -> int:
+    try:
+        counts = assemble_run(run_dir)
+    except FileNotFoundError as error:
+        print(f"emopillars: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (IncompleteRunError, StorageError) as error:
+        print(f"emopillars: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    _print_dataset(run_dir, counts)
+    return EXIT_OK
+
+
+def _launch_config(config_file: Path | None, overrides: dict[str, Any], workers: int) -> RunConfig:
+    """The config every worker will run with, checked before any worker starts."""
+    taken = sorted(set(ExecutionOptions.model_fields) & set(overrides.get("execution", {})))
+    if taken:
+        flags = ", ".join("--" + name.replace("_", "-") for name in taken)
+        raise ConfigError(
+            f"launch sets the workers itself, one per GPU: leave out {flags} "
+            "(for Ray, use `emopillars run --executor ray`)"
+        )
+    execution = {"num_workers": workers, "worker_index": 0}
+    config = load_config(config_file, **{**overrides, "execution": execution})
+    if config.execution.executor != "local":
+        raise ConfigError("launch runs local workers: remove `executor` from the config file")
+    return config
+
+
+def _report(worker: WorkerExit) -> None:
+    if worker.ok:
+        print(f"worker {worker.index} (GPU {worker.gpu}) done", flush=True)
+        return
+    code = worker.returncode
+    how = f"exit code {code}" if code > 0 else f"killed by signal {-code}"
+    print(f"worker {worker.index} (GPU {worker.gpu}) FAILED, {how}; log: {worker.log}", flush=True)
+    for line in log_tail(worker.log):
+        print(f"  | {line}", flush=True)
+
+
+def launch_command(
+    gpus_flag: str,
+    run_args: Sequence[str],
+    config_file: Path | None,
+    overrides: dict[str, Any],
+) -> int:
+    """`emopillars launch`: `run_args` are the `run` flags as given, passed on to each worker;
+    `config_file` and `overrides` are those flags parsed."""
+    try:
+        gpus = parse_gpus(gpus_flag)
+        config = _launch_config(config_file, overrides, len(gpus))
+    except ConfigError as error:
+        print(f"emopillars: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    run_dir = config.output_dir
+    print(f"launching {len(gpus)} workers, logs in {run_dir / 'logs'}", flush=True)
+    exits = launch_workers(run_dir, gpus, run_args, on_exit=_report)
+    failed = [worker for worker in exits if not worker.ok]
+    if failed:
+        print(
+            f"emopillars: {len(failed)} of {len(exits)} workers failed, so the dataset was not "
+            "assembled. Finished shards are kept: fix the cause and run the same launch "
+            "command again (it resumes).",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return assemble_command(run_dir)

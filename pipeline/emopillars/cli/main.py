@@ -1,0 +1,309 @@
+"""The `emopillars` command: parse flags, build a config, make one library call, exit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from emopillars.api import run_pipeline
+from emopillars.cli.cluster import (
+    add_cluster_commands,
+    assemble_command,
+    launch_command,
+    worker_banner,
+    worker_summary,
+)
+from emopillars.cli.progress import ShardProgress
+from emopillars.cluster.workers import with_scheduled_worker
+from emopillars.config import ConfigError, load_config
+from emopillars.run.corpus import CorpusError
+from emopillars.run.status import status_json, status_table
+from emopillars.run.storage import StorageError
+
+if TYPE_CHECKING:  # publishing imports huggingface_hub: only `publish` pays for it
+    from emopillars.release.hub import HubClient
+    from emopillars.release.publish import PublishResult
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emopillars",
+        description="Turn stories into a context-aware emotion dataset by distilling an LLM "
+        "(the Emo Pillars method).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    # Flags of `run` are named after config fields (nested ones as section__field), so that
+    # they override the YAML config without a hand-kept list of names.
+    run = commands.add_parser("run", help="run the pipeline (resumes an interrupted run)")
+    run.add_argument("--config", type=Path, help="YAML file with run settings; flags override it")
+    run.add_argument("--quiet", action="store_true", help="no per-shard progress lines")
+    data = run.add_argument_group("data")
+    data.add_argument("--corpus", type=Path, help="stories: .jsonl, .csv, .parquet or .txt folder")
+    data.add_argument("--corpus-format", choices=["auto", "jsonl", "csv", "parquet", "txt"])
+    data.add_argument("--id-field")
+    data.add_argument("--title-field")
+    data.add_argument("--text-field")
+    data.add_argument("--output", type=Path, help="run folder (default outputs/<run-name>)")
+    data.add_argument("--run-name")
+    data.add_argument("--max-stories", type=int)
+    data.add_argument("--max-actors", type=int, help="characters per story")
+    data.add_argument("--shard-size", type=int, help="stories per shard")
+    data.add_argument("--seed", type=int)
+    data.add_argument("--license", help="dataset license id written in the card")
+    data.add_argument("--corpus-license", help="your corpus's license, e.g. cc-by-sa-4.0")
+
+    engine = run.add_argument_group("engine")
+    engine.add_argument("--engine", choices=["llamacpp", "vllm", "openai", "fake"])
+    engine.add_argument(
+        "--model", help="llamacpp: GGUF file; vllm: model id or folder; openai: served model name"
+    )
+    engine.add_argument("--threads", type=int, help="llamacpp: CPU threads (default: all)")
+    engine.add_argument("--temperature", type=float, help="default 0: greedy, as in the paper")
+    engine.add_argument("--repetition-penalty", type=float)
+
+    vllm = run.add_argument_group("vllm engine")
+    vllm.add_argument("--revision", dest="vllm__revision", help="model revision to pin")
+    vllm.add_argument("--dtype", dest="vllm__dtype", help="auto, bfloat16, float16, float32")
+    vllm.add_argument("--max-model-len", dest="vllm__max_model_len", type=int)
+    vllm.add_argument("--gpu-memory-utilization", dest="vllm__gpu_memory_utilization", type=float)
+    vllm.add_argument("--tensor-parallel-size", dest="vllm__tensor_parallel_size", type=int)
+    vllm.add_argument(
+        "--enforce-eager", dest="vllm__enforce_eager", action="store_const", const=True
+    )
+    vllm.add_argument(
+        "--no-prefix-caching", dest="vllm__prefix_caching", action="store_const", const=False
+    )
+
+    server = run.add_argument_group("openai engine (OpenAI-compatible servers)")
+    server.add_argument("--base-url", dest="server__base_url", help="e.g. http://host:8000/v1")
+    server.add_argument(
+        "--api-key-env", dest="server__api_key_env", help="variable that holds the API key"
+    )
+    server.add_argument(
+        "--structured-outputs",
+        dest="server__structured_outputs",
+        choices=["vllm", "llamacpp", "json_schema"],
+        help="how the schema is sent (default vllm)",
+    )
+    server.add_argument("--concurrency", dest="server__concurrency", type=int)
+    server.add_argument("--request-timeout", dest="server__request_timeout_s", type=float)
+    server.add_argument("--max-retries", dest="server__max_retries", type=int)
+
+    workers = run.add_argument_group("workers sharing one run folder (README: GPU cluster)")
+    workers.add_argument(
+        "--num-workers",
+        dest="execution__num_workers",
+        type=int,
+        help="workers in all (default: from a SLURM array, else 1)",
+    )
+    workers.add_argument(
+        "--worker-index",
+        dest="execution__worker_index",
+        type=int,
+        help="this worker, 0..N-1; owns story shards s %% N == I "
+        "(default: SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX)",
+    )
+    workers.add_argument(
+        "--executor",
+        dest="execution__executor",
+        choices=["local", "ray"],
+        help="ray: a task per shard",
+    )
+    workers.add_argument(
+        "--ray-address",
+        dest="execution__ray_address",
+        help="Ray cluster (default RAY_ADDRESS, else local)",
+    )
+    workers.add_argument(
+        "--gpus-per-task", dest="execution__gpus_per_task", type=float, help="GPUs per Ray task"
+    )
+    add_cluster_commands(commands)
+
+    status = commands.add_parser("status", help="show per-stage progress of a run folder")
+    status.add_argument("run_dir", type=Path)
+    status.add_argument("--json", action="store_true")
+
+    publish = commands.add_parser(
+        "publish", help="check a finished run and publish its dataset on the Hugging Face Hub"
+    )
+    publish.add_argument("run_dir", type=Path)
+    publish.add_argument("--repo-id", required=True, help="OWNER/NAME of the dataset repo")
+    publish.add_argument("--private", action="store_true", help="create the repo private")
+    publish.add_argument("--revision", help="branch to publish to (created when missing)")
+    publish.add_argument("--license", help="dataset license id (default: the run config's)")
+    publish.add_argument(
+        "--dry-run",
+        type=Path,
+        metavar="STAGING_DIR",
+        help="write the tree that would be uploaded to this new folder; upload nothing",
+    )
+    publish.add_argument("--message", help="commit message")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for name, value in vars(args).items():
+        if value is None or name in ("command", "config", "quiet"):
+            continue
+        section, _, field = name.rpartition("__")
+        target = overrides.setdefault(section, {}) if section else overrides
+        target[field] = value
+    return overrides
+
+
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]  # generic from 3.11
+    """Writes to sys.stderr as it is when a line is logged, not when main() first ran:
+    callers that run main() in-process (tests, notebooks) swap and close their streams."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def _configure_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for chatty in ("httpx", "httpx2", "openai"):  # one line per HTTP request otherwise
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    # Shard events are bare JSON lines that log collectors parse as they are; at a terminal,
+    # where a progress line shows instead, they stay quiet.
+    events = logging.getLogger("emopillars.events")
+    if not any(isinstance(h, _CurrentStderr) for h in events.handlers):
+        handler = _CurrentStderr()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        events.addHandler(handler)
+    events.propagate = False
+    events.setLevel(logging.WARNING if quiet or sys.stderr.isatty() else logging.INFO)
+
+
+def _run(args: argparse.Namespace) -> int:
+    overrides = _overrides(args)
+    config = with_scheduled_worker(load_config(args.config, **overrides), os.environ)
+    _configure_logging(args.quiet)
+    if config.execution.num_workers > 1:
+        print(worker_banner(config), flush=True)
+    began = time.perf_counter()
+    with ShardProgress() as progress:
+        result = run_pipeline(config, on_shard=None if args.quiet else progress)
+    print(status_table(result.run_dir))
+    print()
+    wall = time.perf_counter() - began
+    if result.dataset_counts is None:
+        print(worker_summary(config, result))
+    else:
+        for name, splits in result.dataset_counts.items():
+            print(f"dataset {name}: " + ", ".join(f"{s} {n}" for s, n in splits.items()))
+        print(f"dataset folder: {result.run_dir / 'dataset'}")
+    print(f"engine: {result.engine}")
+    print(
+        f"this run: {result.shards_computed} stage shards computed, {result.shards_skipped} "
+        f"already done; {result.requests_sent} requests sent; "
+        f"engine {result.engine_seconds:.1f}s of {wall:.1f}s wall"
+    )
+    if result.engine.startswith("fake"):
+        print("NOTE: the fake engine was used: texts and labels are random, for tests only.")
+    return EXIT_OK
+
+
+def _publish(args: argparse.Namespace, hub: HubClient | None) -> int:
+    from emopillars.release.checks import ReleaseCheckError
+    from emopillars.release.hub import HubError, PublishRefused
+    from emopillars.release.publish import publish, publish_options
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        options = publish_options(
+            repo_id=args.repo_id,
+            private=args.private,
+            revision=args.revision,
+            license=args.license,
+            dry_run=args.dry_run,
+            message=args.message,
+        )
+        result = publish(args.run_dir, options, hub)
+    except (ConfigError, FileNotFoundError, PublishRefused) as error:
+        # Nothing was attempted: the command or the environment must change first.
+        print(f"emopillars: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ReleaseCheckError, HubError, OSError) as error:
+        print(f"emopillars: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(_publish_summary(result))
+    return EXIT_OK
+
+
+def _publish_summary(result: PublishResult) -> str:
+    sizes = [
+        f"dataset {name}: " + ", ".join(f"{s} {n}" for s, n in splits.items())
+        for name, splits in result.counts.items()
+    ]
+    if result.staged_to is not None:
+        files = "\n".join(f"  {path}" for path in result.tree)
+        return "\n".join(
+            [
+                f"dry run: wrote the tree for {result.repo_id} to {result.staged_to}; "
+                "nothing was uploaded",
+                files,
+                *sizes,
+            ]
+        )
+    if result.uploaded or result.card_committed:
+        done = (
+            f"{len(result.uploaded)} data files uploaded, "
+            f"{len(result.unchanged)} already there"
+            + (f", {len(result.deleted)} old ones deleted" if result.deleted else "")
+            + "; README.md and provenance.json committed"
+        )
+    else:
+        done = "nothing new to upload: the repo already holds this run"
+    created = " (repo created)" if result.created_repo else ""
+    return "\n".join([f"published to {result.url}{created}", done, *sizes])
+
+
+def main(argv: Sequence[str] | None = None, hub: HubClient | None = None) -> int:
+    """`hub` replaces the real Hugging Face Hub for `publish` (tests pass a fake)."""
+    parser = _parser()
+    # `launch` passes the flags it does not know on to its `run` workers.
+    args, passed_on = parser.parse_known_args(argv)
+    if args.command == "launch":
+        run_args = parser.parse_args(["run", *passed_on])  # a bad flag fails as in `run`
+        return launch_command(args.gpus, passed_on, run_args.config, _overrides(run_args))
+    if passed_on:
+        parser.error(f"unrecognized arguments: {' '.join(passed_on)}")
+    if args.command == "assemble":
+        return assemble_command(args.run_dir)
+    if args.command == "publish":
+        return _publish(args, hub)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.json:
+            print(json.dumps(status_json(args.run_dir), indent=2))
+        else:
+            print(status_table(args.run_dir))
+        return EXIT_OK
+    except (ConfigError, CorpusError, FileNotFoundError) as error:
+        print(f"emopillars: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (StorageError, RuntimeError) as error:
+        print(f"emopillars: {error}", file=sys.stderr)
+        print("finished shards are kept; run the same command again to resume", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

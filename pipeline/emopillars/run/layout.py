@@ -1,0 +1,77 @@
+"""Every path of a run folder, in one place.
+
+run.json                       what the run is: config, engine, prompt files (RunRecord)
+plan.json                      the story shards every worker works from
+stories/shard-00000.parquet    the corpus, as story shards; stories/rejects.parquet
+<stage>/shard-00000.parquet    a stage's output rows for one story shard
+<stage>/rejects-00000.parquet  what that stage rejected, with reasons
+<stage>/answers-00000.parquet  every engine answer that made them (kept for re-parsing)
+journal/<stage>/shard-00000.jsonl  answers of a shard still being computed
+manifest/<stage>/shard-00000.json  the marker: written last, the proof a shard is done
+logs/worker-0.log              `emopillars launch` worker logs
+dataset/                       the assembled dataset (dataset.partial/ while it is built)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+STORIES = "stories"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    root: Path
+
+    @property
+    def run_record(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def plan(self) -> Path:
+        return self.root / "plan.json"
+
+    @property
+    def corpus_rejects(self) -> Path:
+        return self.root / STORIES / "rejects.parquet"
+
+    def story_shard(self, shard: int) -> Path:
+        return self.shard(STORIES, shard)
+
+    def shard(self, stage: str, shard: int) -> Path:
+        return self.root / stage / f"shard-{shard:05d}.parquet"
+
+    def rejects(self, stage: str, shard: int) -> Path:
+        return self.root / stage / f"rejects-{shard:05d}.parquet"
+
+    def answers(self, stage: str, shard: int) -> Path:
+        return self.root / stage / f"answers-{shard:05d}.parquet"
+
+    def journal(self, stage: str, shard: int) -> Path:
+        return self.root / "journal" / stage / f"shard-{shard:05d}.jsonl"
+
+    @property
+    def journals(self) -> Path:
+        return self.root / "journal"
+
+    def marker(self, stage: str, shard: int) -> Path:
+        return self.root / "manifest" / stage / f"shard-{shard:05d}.json"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def worker_log(self, index: int) -> Path:
+        return self.logs / f"worker-{index}.log"
+
+    @property
+    def dataset(self) -> Path:
+        return self.root / "dataset"
+
+    @property
+    def dataset_staging(self) -> Path:
+        return self.root / "dataset.partial"
+
+    def relative(self, path: Path) -> str:
+        return str(path.relative_to(self.root))

@@ -1,0 +1,131 @@
+"""The stage manifest: one marker file per (stage, shard), written after the shard's data.
+
+A marker is the only proof that a shard is done. Markers are separate files so that workers
+sharing one output folder never write the same file.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timezone
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from emopillars.hashing import file_hash
+from emopillars.run.layout import RunLayout
+from emopillars.run.storage import read_json, write_json
+
+
+class ShardMarker(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stage: str
+    shard: int
+    status: str = "done"
+    fingerprint: str  # of everything that made the output: requests and parsing
+    # Of what was sent alone: equal to the last one's when only parsing changed.
+    request_fingerprint: str = ""
+    output: str  # path relative to the run folder
+    output_sha256: str
+    rejects: str
+    answers: str = ""  # the kept engine answers, relative to the run folder
+    inputs: int
+    accepted: int
+    rejected: int
+    outputs: int
+    item_rejects: int = 0
+    reject_reasons: dict[str, int] = Field(default_factory=dict)
+    requests_sent: int = 0
+    requests_replayed: int = 0  # answered from the journal of an interrupted attempt
+    answers_reparsed: int = 0  # answered from the kept answers of an earlier computation
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    # Characters of the prompts sent, and of those equal to the previous prompt's start.
+    prompt_chars: int = 0
+    prompt_chars_shared: int = 0
+    seconds: float = 0.0  # wall time of the shard
+    engine_seconds: float = 0.0  # of which inside the engine
+    engine: str = ""
+    finished_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+
+
+class StageTotals(BaseModel):
+    shards_done: int = 0
+    shards_total: int = 0
+    inputs: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    outputs: int = 0
+    item_rejects: int = 0
+    requests_sent: int = 0
+    requests_replayed: int = 0
+    answers_reparsed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    prompt_chars: int = 0
+    prompt_chars_shared: int = 0
+    seconds: float = 0.0
+    engine_seconds: float = 0.0
+    reject_reasons: dict[str, int] = Field(default_factory=dict)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def tokens_per_second(self) -> float:
+        """Completion tokens per engine second."""
+        if not self.engine_seconds:
+            return 0.0
+        return round(self.completion_tokens / self.engine_seconds, 1)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def prefix_shared(self) -> float:
+        """Fraction of prompt text equal to the previous request's start (prefix-cacheable)."""
+        return round(self.prompt_chars_shared / self.prompt_chars, 3) if self.prompt_chars else 0.0
+
+
+# The counters a stage's totals add up from its markers: every number both models share.
+SUMMED = tuple(
+    name
+    for name, field in StageTotals.model_fields.items()
+    if name in ShardMarker.model_fields and field.annotation in (int, float)
+)
+
+
+class Manifest:
+    def __init__(self, layout: RunLayout) -> None:
+        self.layout = layout
+
+    def read(self, stage: str, shard: int) -> ShardMarker | None:
+        path = self.layout.marker(stage, shard)
+        if not path.exists():
+            return None
+        return ShardMarker.model_validate(read_json(path))
+
+    def write(self, marker: ShardMarker) -> None:
+        write_json(self.layout.marker(marker.stage, marker.shard), marker.model_dump())
+
+    def is_current(self, marker: ShardMarker | None, fingerprint: str) -> bool:
+        """Done with this exact fingerprint, and its output is the file the marker names."""
+        if marker is None or marker.fingerprint != fingerprint:
+            return False
+        output = self.layout.root / marker.output
+        return output.exists() and file_hash(output) == marker.output_sha256
+
+    def totals(self, stages: tuple[str, ...], shards: int) -> dict[str, StageTotals]:
+        totals: dict[str, StageTotals] = {}
+        for stage in stages:
+            total = StageTotals(shards_total=shards)
+            reasons: Counter[str] = Counter()
+            for shard in range(shards):
+                marker = self.read(stage, shard)
+                if marker is None:
+                    continue
+                total.shards_done += 1
+                for name in SUMMED:
+                    setattr(total, name, getattr(total, name) + getattr(marker, name))
+                reasons.update(marker.reject_reasons)
+            total.seconds = round(total.seconds, 3)
+            total.engine_seconds = round(total.engine_seconds, 3)
+            total.reject_reasons = dict(sorted(reasons.items()))
+            totals[stage] = total
+        return totals

@@ -1,0 +1,61 @@
+"""run.json: what a run is — its config, its engine and the prompt files it used.
+
+Written by every run before any shard; assembly, the card and provenance read it back, so
+what they report is what ran, not what the source tree holds at publish time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from emopillars.config import describe
+from emopillars.engines import EngineInfo
+from emopillars.hashing import stable_hash
+from emopillars.run.layout import RunLayout
+from emopillars.run.storage import StorageError, read_json, write_json
+
+
+class RunRecord(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # The run config as JSON, without its execution section: every worker of a run writes
+    # the same record. A dict, not a RunConfig, so that a record whose corpus has since
+    # moved can still be read.
+    config: dict[str, Any]
+    engine: EngineInfo
+    prompt_version: str
+    prompt_files_sha256: dict[str, str]  # every file of the prompt folder the run used
+
+    @property
+    def identity(self) -> str:
+        """What the plan's workers must agree on: all of the record."""
+        return stable_hash(self.model_dump(mode="json"))
+
+    @property
+    def seed(self) -> int:
+        seed: int = self.config["seed"]
+        return seed
+
+    @property
+    def license(self) -> str | None:
+        license_id: str | None = self.config.get("license")
+        return license_id
+
+
+def write_run_record(layout: RunLayout, record: RunRecord) -> None:
+    write_json(layout.run_record, record.model_dump(mode="json"))
+
+
+def read_run_record(layout: RunLayout) -> RunRecord:
+    path = layout.run_record
+    if not path.exists():
+        raise FileNotFoundError(f"{layout.root} has no run.json: run `emopillars run` on it first")
+    try:
+        return RunRecord.model_validate(read_json(path))
+    except ValidationError as error:
+        raise StorageError(
+            f"{path} is not a run record of this emopillars version ({describe(error)}): run "
+            "`emopillars run` with the same config again to rewrite it (finished shards are kept)"
+        ) from None

@@ -1,0 +1,51 @@
+"""What a run folder holds: per-stage progress from the markers, as a table or as JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from emopillars.run.layout import RunLayout
+from emopillars.run.manifest import Manifest, StageTotals
+from emopillars.run.plan import read_plan
+from emopillars.stages import STAGE_NAMES
+
+# requests: answers from the engine, this time or in an interrupted attempt; reparsed: answers
+# kept from an earlier computation of the shard, parsed again without asking the engine.
+COLUMNS = ("shards", "inputs", "accepted", "rejected", "outputs", "requests", "reparsed",
+           "prompt_tok", "compl_tok", "wall_s", "engine_s", "tok/s", "prefix")  # fmt: skip
+
+
+def stage_totals(run_dir: Path) -> dict[str, StageTotals]:
+    plan = read_plan(RunLayout(run_dir))
+    return Manifest(RunLayout(run_dir)).totals(STAGE_NAMES, plan["shards"])
+
+
+def status_json(run_dir: Path) -> dict[str, Any]:
+    plan = read_plan(RunLayout(run_dir))
+    return {
+        "run_dir": str(run_dir),
+        "stories": plan["stories"],
+        "corpus_rejects": plan["corpus_rejects"],
+        "stages": {name: total.model_dump() for name, total in stage_totals(run_dir).items()},
+    }
+
+
+def status_table(run_dir: Path) -> str:
+    totals = stage_totals(run_dir)
+    plan = read_plan(RunLayout(run_dir))
+    header = f"{'stage':<11}" + "".join(f"{column:>11}" for column in COLUMNS)
+    lines = [header, "-" * len(header)]
+    for name, t in totals.items():
+        cells = (f"{t.shards_done}/{t.shards_total}", t.inputs, t.accepted, t.rejected,
+                 t.outputs, t.requests_sent + t.requests_replayed, t.answers_reparsed,
+                 t.prompt_tokens,
+                 t.completion_tokens, f"{t.seconds:.1f}", f"{t.engine_seconds:.1f}",
+                 t.tokens_per_second, f"{t.prefix_shared:.0%}")  # fmt: skip
+        lines.append(f"{name:<11}" + "".join(f"{cell!s:>11}" for cell in cells))
+    corpus = ", ".join(f"{k} {v}" for k, v in plan["corpus_rejects"].items()) or "none"
+    lines += ["", f"stories: {plan['stories']} (corpus rejects: {corpus})", "rejects by reason:"]
+    for name, t in totals.items():
+        reasons = ", ".join(f"{reason} {n}" for reason, n in t.reject_reasons.items()) or "none"
+        lines.append(f"  {name:<11}{reasons}")
+    return "\n".join(lines)

@@ -1,0 +1,91 @@
+"""Stage 3, soft labelling: without the story, the emotions an utterance expresses, each with
+an intensity in steps of 0.1; labels at or above the threshold are kept. Off-taxonomy labels
+are mapped by the versioned synonym dictionary, and the unmapped ones are counted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+from pydantic import BaseModel, Field, JsonValue, field_validator
+
+from emopillars.stages.base import Parsed, Reject, Row, Stage, StageContext, Step
+from emopillars.stages.taxonomy import LABEL_IDS, LABELS
+
+INTENSITIES: list[JsonValue] = [round(step / 10, 1) for step in range(11)]
+
+
+class EmotionScore(BaseModel):
+    # A free string, not an enum: forcing the taxonomy into the grammar would hide what the
+    # teacher actually means; the synonym map and the unmapped count keep that visible.
+    label: str = Field(min_length=1, max_length=24, examples=list(LABELS))
+    intensity: float = Field(json_schema_extra={"enum": INTENSITIES})
+
+    @field_validator("intensity")
+    @classmethod
+    def _on_the_scale(cls, value: float) -> float:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError("intensity must lie in 0.0..1.0")
+        return round(value, 1)
+
+
+class LabelsAnswer(BaseModel):
+    emotions: list[EmotionScore] = Field(min_length=1, max_length=10)
+
+
+class SoftLabel(Step):
+    call = "labels"
+    max_tokens = 120
+    answer = LabelsAnswer
+    columns = (
+        ("labels", pa.list_(pa.string())),
+        ("scores", pa.list_(pa.float64())),
+        ("unmapped_labels", pa.list_(pa.string())),
+    )
+
+    def schema(self, ctx: StageContext) -> dict[str, Any]:
+        schema = super().schema(ctx)
+        schema["properties"]["emotions"]["maxItems"] = ctx.config.max_labels
+        return schema
+
+    def prompt_values(self, row: Row, ctx: StageContext) -> dict[str, str]:
+        return {
+            "definitions": ctx.definitions,
+            "contrasts": ctx.contrasts,
+            "intended_emotion": row["intended_emotion"],
+            "utterance": row["utterance"],
+        }
+
+    def parse_params(self, ctx: StageContext) -> dict[str, Any]:
+        return {
+            "threshold": ctx.config.label_threshold,
+            "max_labels": ctx.config.max_labels,
+            "synonyms": ctx.taxonomy.synonyms,
+        }
+
+    def parse(self, row: Row, answer: LabelsAnswer, ctx: StageContext) -> Parsed:
+        scores: dict[str, float] = {}
+        unmapped: list[str] = []
+        for item in answer.emotions[: ctx.config.max_labels]:
+            label = ctx.taxonomy.map_label(item.label)
+            if label is None:
+                unmapped.append(item.label.strip())
+                continue
+            scores[label] = max(scores.get(label, 0.0), item.intensity)
+        if not scores:
+            raise Reject("off_taxonomy_only", ", ".join(unmapped))
+        kept = {label: s for label, s in scores.items() if s >= ctx.config.label_threshold}
+        if not kept:
+            # A valid answer that finds every emotion weak: asking again until some label
+            # clears the threshold would bias the intensities upwards.
+            raise Reject("below_threshold", str(scores), retryable=False)
+        ordered = sorted(kept.items(), key=lambda pair: (-pair[1], LABEL_IDS[pair[0]]))
+        row_out = {
+            "labels": [label for label, _ in ordered],
+            "scores": [score for _, score in ordered],
+            "unmapped_labels": unmapped,
+        }
+        return Parsed(rows=[row_out], item_rejects=[("unmapped_label", u) for u in unmapped])
+
+
+STAGE = Stage(name="labels", input_key="utterance_id", steps=(SoftLabel(),))
