@@ -95,8 +95,12 @@ def test_a_prompt_over_the_context_is_a_result_not_a_crash() -> None:
 def test_a_dead_server_ends_with_an_error_instead_of_hanging() -> None:
     from servers import free_port
 
+    async def no_wait(seconds: float) -> None:  # the backoff policy is tested above
+        pass
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
     engine = OpenAIServerEngine(
-        "m", options(f"http://127.0.0.1:{free_port()}/v1", max_retries=2, request_timeout_s=1.0)
+        "m", options(url, max_retries=2, request_timeout_s=1.0), sleep=no_wait
     )
     began = time.monotonic()
     with pytest.raises(ServerError, match="still failing after 2 retries"):

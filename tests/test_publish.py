@@ -262,6 +262,22 @@ def test_provenance_records_what_made_the_data(
     assert times["first_shard_started_at"] <= times["last_shard_finished_at"]
 
 
+def test_provenance_names_the_prompt_files_the_run_used_not_the_ones_there_now(
+    tmp_path: Path, hub: HubClient, hub_api: FakeHubApi
+) -> None:
+    own_prompts = Path(shutil.copytree(prompts_dir(), tmp_path / "prompts"))
+    labels_prompt = own_prompts / "v1" / "labels.txt"
+    used = hashlib.sha256(labels_prompt.read_bytes()).hexdigest()
+    config = fake_config(write_corpus(tmp_path / "stories.jsonl"), tmp_path / "run",
+                         prompts_dir=own_prompts)  # fmt: skip
+    run_pipeline(config)
+    labels_prompt.write_text(labels_prompt.read_text() + "\nEdited after the run.\n")
+
+    assert main(publish_args(config.output_dir), hub=hub) == 0
+    provenance = json.loads((hub_api.folder(REPO) / "provenance.json").read_text())
+    assert provenance["prompt_files_sha256"]["labels.txt"] == used
+
+
 def test_secrets_are_redacted_and_env_variable_names_kept() -> None:
     config = {
         "server": {

@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from emopillars.config import RunConfig
+from emopillars.config import ConfigError, RunConfig
 from emopillars.stages import STAGES, stage_context
 from emopillars.stages.actors import ActorsAnswer, ExtractActors
 from emopillars.stages.base import Reject, StageContext
 from emopillars.stages.contexts import CleanContext, ContextAnswer, GenerateContext
 from emopillars.stages.labels import LabelsAnswer, SoftLabel
 from emopillars.stages.rewrites import RewriteAnswer, RewriteUtterance
-from emopillars.stages.taxonomy import EMOTIONS, LABELS, NEUTRAL
+from emopillars.stages.taxonomy import EMOTIONS, NEUTRAL
 from emopillars.stages.utterances import GenerateUtterances, UtterancesAnswer, assigned_emotions
 
 STORY = {"story_id": "s1", "title": "The Lighthouse", "text": "Mara keeps the lighthouse."}
@@ -81,11 +81,29 @@ def test_every_call_renders_fully_and_has_a_bounded_flat_schema(
     walk(schema)
 
 
-def test_stages_chain_their_schemas() -> None:
+def test_stages_chain_their_schemas_from_what_the_steps_declare() -> None:
     names = [stage.name for stage in STAGES]
     assert names == ["actors", "utterances", "labels", "contexts", "rewrites"]
+    assert STAGES[0].input_schema.names == ["story_id", "title", "text"]
     for upstream, downstream in itertools.pairwise(STAGES):
-        assert set(upstream.output_schema.names) < set(downstream.output_schema.names)
+        assert downstream.input_schema == upstream.output_schema
+    for stage in STAGES:
+        added = stage.output_schema.names[len(stage.input_schema.names) :]
+        declared = [
+            name for step in stage.steps for name in (*step.column_names, step.request_column)
+        ]
+        # Each step adds its own columns and never overwrites a column it was given.
+        assert sorted(added) == sorted(declared)
+        assert not set(added) & set(stage.input_schema.names)
+    assert "labels_request" in STAGES[2].output_schema.names
+
+
+def test_a_budget_for_a_call_no_step_makes_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"unknown calls \['utterance'\]"):
+        stage_context(RunConfig(engine="fake", max_tokens={"utterance": 900}))
+    own = stage_context(RunConfig(engine="fake", max_tokens={"utterances": 900}))
+    assert GenerateUtterances().budget(own) == 900
+    assert SoftLabel().budget(own) == SoftLabel.max_tokens
 
 
 def test_actors_are_deduplicated_and_capped(ctx: StageContext) -> None:
@@ -163,7 +181,8 @@ def test_label_answers_without_usable_labels_are_rejected(ctx: StageContext) -> 
     assert off.value.reason == "off_taxonomy_only" and off.value.retryable
     with pytest.raises(Reject) as low:
         SoftLabel().parse(UTTERANCE, labels(("fear", 0.2)), ctx)
-    assert low.value.reason == "below_threshold"
+    # A valid answer that finds every emotion weak is final: retrying would bias intensities.
+    assert low.value.reason == "below_threshold" and not low.value.retryable
 
 
 def test_intensity_outside_the_scale_is_a_schema_violation() -> None:
@@ -171,7 +190,7 @@ def test_intensity_outside_the_scale_is_a_schema_violation() -> None:
         labels(("fear", 1.5))
     assert SoftLabel().schema(stage_context(RunConfig(engine="fake")))["properties"]["emotions"][
         "items"
-    ]["properties"]["intensity"]["enum"] == [i / 10 for i in range(11)]
+    ]["properties"]["intensity"]["enum"] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 
 
 def test_context_must_not_quote_the_utterance(ctx: StageContext) -> None:
@@ -202,4 +221,7 @@ def test_a_prompt_folder_of_ones_own_is_used(tmp_path: Path) -> None:
     (tmp_path / "prompts" / "v1" / "clean.txt").write_text("Clean this: $context", encoding="utf-8")
     own = stage_context(RunConfig(engine="fake", prompts_dir=tmp_path / "prompts"))
     assert CleanContext().prompt(CONTEXTUAL, own) == "Clean this: A storm rises."
-    assert len(LABELS) == 28
+    assert (
+        own.prompt_files_sha256["clean.txt"]
+        != stage_context(RunConfig(engine="fake")).prompt_files_sha256["clean.txt"]
+    )

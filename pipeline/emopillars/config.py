@@ -25,13 +25,21 @@ class VLLMOptions(BaseModel):
 
     revision: str | None = Field(None, description="model revision (branch, tag or commit)")
     dtype: str = Field("auto", description="auto, bfloat16, float16 or float32 (CPU)")
-    max_model_len: int | None = Field(None, ge=256)
-    gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
-    tensor_parallel_size: int = Field(1, ge=1)
-    enforce_eager: bool = False
-    prefix_caching: bool = True
+    max_model_len: int | None = Field(
+        None, ge=256, description="context length; default the model's"
+    )
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0.0, le=1.0, description="share of GPU memory vLLM may take"
+    )
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one model is split over")
+    enforce_eager: bool = Field(False, description="skip CUDA graph capture (faster start)")
+    prefix_caching: bool = Field(True, description="reuse the shared head of prompts")
     # Leave JSON free of optional whitespace: fewer tokens, and no runaway blank padding.
-    disable_any_whitespace: bool = True
+    disable_any_whitespace: bool = Field(
+        True,
+        description="JSON without optional whitespace: fewer tokens, no runaway blank padding",
+        json_schema_extra={"cli_flag": "--allow-json-whitespace"},
+    )
 
 
 class ServerOptions(BaseModel):
@@ -49,7 +57,12 @@ class ServerOptions(BaseModel):
         "json_schema (OpenAI, SGLang and others)",
     )
     concurrency: int = Field(32, ge=1, le=4096, description="requests in flight")
-    request_timeout_s: float = Field(300.0, gt=0)
+    request_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="seconds to wait for one response",
+        json_schema_extra={"cli_flag": "--request-timeout"},
+    )
     max_retries: int = Field(6, ge=0, le=50, description="retries of a transient failure")
 
 
@@ -97,20 +110,24 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     # Input
-    corpus: Path | None = Field(None, description="story corpus; None means the sample corpus")
-    corpus_format: CorpusFormat = "auto"
-    id_field: str = "id"
-    title_field: str = "title"
-    text_field: str = "text"
+    corpus: Path | None = Field(
+        None, description="stories: .jsonl, .csv, .parquet or a .txt folder (default: the sample)"
+    )
+    corpus_format: CorpusFormat = Field("auto", description="auto: from the file's suffix")
+    id_field: str = Field("id", description="the corpus field that holds a story's id")
+    title_field: str = Field("title", description="the corpus field that holds its title")
+    text_field: str = Field("text", description="the corpus field that holds its text")
     corpus_license: str | None = Field(
         None, description="license of your corpus, e.g. cc-by-sa-4.0 for Wikipedia plots"
     )
-    max_stories: int | None = Field(None, ge=1)
+    max_stories: int | None = Field(None, ge=1, description="use only the first N stories")
     max_story_chars: int = Field(6000, ge=100, description="longer stories are rejected")
 
     # Output
     output: Path | None = Field(None, description="run folder; default outputs/<run_name>")
-    run_name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$")
+    run_name: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9._-]+$", description="names the default output folder"
+    )
     shard_size: int = Field(4, ge=1, description="stories per shard")
     license: str | None = Field(None, description="dataset license id for the card")
 
@@ -121,9 +138,9 @@ class RunConfig(BaseModel):
         description="llamacpp: a GGUF file (default the packaged SmolLM2); vllm: a model id or "
         "folder; openai: the served model name",
     )
-    context_window: int = Field(4096, ge=512)
+    context_window: int = Field(4096, ge=512, description="llamacpp: context length in tokens")
     threads: int | None = Field(None, ge=1, description="CPU threads in all; default all cores")
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="0: greedy, as in the paper")
     repetition_penalty: float | None = Field(
         None, ge=1.0, le=2.0, description="None: the engine's default for its model"
     )
@@ -131,25 +148,32 @@ class RunConfig(BaseModel):
         default_factory=dict,
         description="max new tokens per LLM call, e.g. utterances=900; unset calls keep their "
         "step's default",
+        json_schema_extra={"cli_metavar": "CALL=N"},
     )
-    seed: int = 0
+    seed: int = Field(0, description="seeds sampling, emotion assignment and the splits")
     vllm: VLLMOptions = VLLMOptions()
     server: ServerOptions = ServerOptions()
 
     # Method
-    prompt_version: str = "v1"
+    prompt_version: str = Field("v1", description="the prompt folder to use, e.g. prompts/v1")
     prompts_dir: Path | None = Field(None, description="your own prompt folders; default prompts/")
     max_actors: int = Field(8, ge=1, le=30, description="characters kept per story")
-    emotions_per_actor: int = Field(8, ge=1, le=27)
-    neutral_per_actor: int = Field(2, ge=0, le=5)
-    label_threshold: float = Field(0.3, ge=0.0, le=1.0)
-    max_labels: int = Field(5, ge=1, le=10)
+    emotions_per_actor: int = Field(
+        8, ge=1, le=27, description="utterances per character with distinct non-neutral emotions"
+    )
+    neutral_per_actor: int = Field(2, ge=0, le=5, description="neutral utterances per character")
+    label_threshold: float = Field(
+        0.3, ge=0.0, le=1.0, description="labels at or above this intensity are kept"
+    )
+    max_labels: int = Field(5, ge=1, le=10, description="emotions the teacher names at most")
     max_attempts: int = Field(3, ge=1, le=10, description="tries per request, retries included")
-    retry_temperature: float = Field(0.7, ge=0.0, le=2.0)
+    retry_temperature: float = Field(
+        0.7, ge=0.0, le=2.0, description="retries sample at this temperature, with a new seed"
+    )
 
     # Fake engine (tests, CI and benchmarks only)
-    fake_fault_rate: float = Field(0.0, ge=0.0, le=1.0)
-    fake_latency_s: float = Field(0.0, ge=0.0)
+    fake_fault_rate: float = Field(0.0, ge=0.0, le=1.0, description="share of broken answers")
+    fake_latency_s: float = Field(0.0, ge=0.0, description="seconds per answer")
 
     # How the work is spread over processes; it never changes the data, so this section stays
     # out of run.json and of the run's identity.

@@ -1,5 +1,5 @@
 """The commands for runs spread over several processes: `launch` and `assemble`, and what a
-worker of several prints. cli.py parses; these make the library calls and report."""
+worker of several prints. main.py parses; these make the library calls and report."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from emopillars.api import RunResult, assemble_run
+from emopillars.cli.exit_codes import ExitCode
+from emopillars.cli.options import flag_of
 from emopillars.cluster.launch import WorkerExit, launch_workers, log_tail, parse_gpus
 from emopillars.config import ConfigError, ExecutionOptions, RunConfig, load_config
 from emopillars.dataset.assemble import IncompleteRunError
 from emopillars.run.status import status_table
 from emopillars.run.storage import StorageError
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2  # as every emopillars command
 
 
 def add_cluster_commands(commands: Any) -> None:
@@ -72,19 +72,19 @@ def assemble_command(run_dir: Path) -> int:
         counts = assemble_run(run_dir)
     except FileNotFoundError as error:
         print(f"emopillars: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except (IncompleteRunError, StorageError) as error:
         print(f"emopillars: {error}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     _print_dataset(run_dir, counts)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _launch_config(config_file: Path | None, overrides: dict[str, Any], workers: int) -> RunConfig:
     """The config every worker will run with, checked before any worker starts."""
     taken = sorted(set(ExecutionOptions.model_fields) & set(overrides.get("execution", {})))
     if taken:
-        flags = ", ".join("--" + name.replace("_", "-") for name in taken)
+        flags = ", ".join(flag_of("execution", name) for name in taken)
         raise ConfigError(
             f"launch sets the workers itself, one per GPU: leave out {flags} "
             "(for Ray, use `emopillars run --executor ray`)"
@@ -120,7 +120,7 @@ def launch_command(
         config = _launch_config(config_file, overrides, len(gpus))
     except ConfigError as error:
         print(f"emopillars: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     run_dir = config.output_dir
     print(f"launching {len(gpus)} workers, logs in {run_dir / 'logs'}", flush=True)
     exits = launch_workers(run_dir, gpus, run_args, on_exit=_report)
@@ -132,5 +132,5 @@ def launch_command(
             "command again (it resumes).",
             file=sys.stderr,
         )
-        return EXIT_FAILED
+        return ExitCode.FAILED
     return assemble_command(run_dir)

@@ -20,6 +20,8 @@ from emopillars.cli.cluster import (
     worker_banner,
     worker_summary,
 )
+from emopillars.cli.exit_codes import ExitCode
+from emopillars.cli.options import add_config_flags
 from emopillars.cli.progress import ShardProgress
 from emopillars.cluster.workers import with_scheduled_worker
 from emopillars.config import ConfigError, load_config
@@ -31,8 +33,6 @@ if TYPE_CHECKING:  # publishing imports huggingface_hub: only `publish` pays for
     from emopillars.release.hub import HubClient
     from emopillars.release.publish import PublishResult
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -42,91 +42,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    # Flags of `run` are named after config fields (nested ones as section__field), so that
-    # they override the YAML config without a hand-kept list of names.
-    run = commands.add_parser("run", help="run the pipeline (resumes an interrupted run)")
+    # The flags of `run` are generated from RunConfig's fields (cli/options.py): a field's flag
+    # sets it (a section's as section__field), over the YAML config.
+    run = commands.add_parser(
+        "run",
+        help="run the pipeline (resumes an interrupted run)",
+        description="Run the pipeline on a corpus; an interrupted run resumes. Every setting "
+        "of the config file has a flag; flags override the file.",
+    )
     run.add_argument("--config", type=Path, help="YAML file with run settings; flags override it")
     run.add_argument("--quiet", action="store_true", help="no per-shard progress lines")
-    data = run.add_argument_group("data")
-    data.add_argument("--corpus", type=Path, help="stories: .jsonl, .csv, .parquet or .txt folder")
-    data.add_argument("--corpus-format", choices=["auto", "jsonl", "csv", "parquet", "txt"])
-    data.add_argument("--id-field")
-    data.add_argument("--title-field")
-    data.add_argument("--text-field")
-    data.add_argument("--output", type=Path, help="run folder (default outputs/<run-name>)")
-    data.add_argument("--run-name")
-    data.add_argument("--max-stories", type=int)
-    data.add_argument("--max-actors", type=int, help="characters per story")
-    data.add_argument("--shard-size", type=int, help="stories per shard")
-    data.add_argument("--seed", type=int)
-    data.add_argument("--license", help="dataset license id written in the card")
-    data.add_argument("--corpus-license", help="your corpus's license, e.g. cc-by-sa-4.0")
-
-    engine = run.add_argument_group("engine")
-    engine.add_argument("--engine", choices=["llamacpp", "vllm", "openai", "fake"])
-    engine.add_argument(
-        "--model", help="llamacpp: GGUF file; vllm: model id or folder; openai: served model name"
-    )
-    engine.add_argument("--threads", type=int, help="llamacpp: CPU threads (default: all)")
-    engine.add_argument("--temperature", type=float, help="default 0: greedy, as in the paper")
-    engine.add_argument("--repetition-penalty", type=float)
-
-    vllm = run.add_argument_group("vllm engine")
-    vllm.add_argument("--revision", dest="vllm__revision", help="model revision to pin")
-    vllm.add_argument("--dtype", dest="vllm__dtype", help="auto, bfloat16, float16, float32")
-    vllm.add_argument("--max-model-len", dest="vllm__max_model_len", type=int)
-    vllm.add_argument("--gpu-memory-utilization", dest="vllm__gpu_memory_utilization", type=float)
-    vllm.add_argument("--tensor-parallel-size", dest="vllm__tensor_parallel_size", type=int)
-    vllm.add_argument(
-        "--enforce-eager", dest="vllm__enforce_eager", action="store_const", const=True
-    )
-    vllm.add_argument(
-        "--no-prefix-caching", dest="vllm__prefix_caching", action="store_const", const=False
-    )
-
-    server = run.add_argument_group("openai engine (OpenAI-compatible servers)")
-    server.add_argument("--base-url", dest="server__base_url", help="e.g. http://host:8000/v1")
-    server.add_argument(
-        "--api-key-env", dest="server__api_key_env", help="variable that holds the API key"
-    )
-    server.add_argument(
-        "--structured-outputs",
-        dest="server__structured_outputs",
-        choices=["vllm", "llamacpp", "json_schema"],
-        help="how the schema is sent (default vllm)",
-    )
-    server.add_argument("--concurrency", dest="server__concurrency", type=int)
-    server.add_argument("--request-timeout", dest="server__request_timeout_s", type=float)
-    server.add_argument("--max-retries", dest="server__max_retries", type=int)
-
-    workers = run.add_argument_group("workers sharing one run folder (README: GPU cluster)")
-    workers.add_argument(
-        "--num-workers",
-        dest="execution__num_workers",
-        type=int,
-        help="workers in all (default: from a SLURM array, else 1)",
-    )
-    workers.add_argument(
-        "--worker-index",
-        dest="execution__worker_index",
-        type=int,
-        help="this worker, 0..N-1; owns story shards s %% N == I "
-        "(default: SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX)",
-    )
-    workers.add_argument(
-        "--executor",
-        dest="execution__executor",
-        choices=["local", "ray"],
-        help="ray: a task per shard",
-    )
-    workers.add_argument(
-        "--ray-address",
-        dest="execution__ray_address",
-        help="Ray cluster (default RAY_ADDRESS, else local)",
-    )
-    workers.add_argument(
-        "--gpus-per-task", dest="execution__gpus_per_task", type=float, help="GPUs per Ray task"
-    )
+    add_config_flags(run)
     add_cluster_commands(commands)
 
     status = commands.add_parser("status", help="show per-stage progress of a run folder")
@@ -216,7 +142,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     if result.engine.startswith("fake"):
         print("NOTE: the fake engine was used: texts and labels are random, for tests only.")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _publish(args: argparse.Namespace, hub: HubClient | None) -> int:
@@ -238,12 +164,12 @@ def _publish(args: argparse.Namespace, hub: HubClient | None) -> int:
     except (ConfigError, FileNotFoundError, PublishRefused) as error:
         # Nothing was attempted: the command or the environment must change first.
         print(f"emopillars: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except (ReleaseCheckError, HubError, OSError) as error:
         print(f"emopillars: {error}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     print(_publish_summary(result))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _publish_summary(result: PublishResult) -> str:
@@ -295,14 +221,14 @@ def main(argv: Sequence[str] | None = None, hub: HubClient | None = None) -> int
             print(json.dumps(status_json(args.run_dir), indent=2))
         else:
             print(status_table(args.run_dir))
-        return EXIT_OK
+        return ExitCode.OK
     except (ConfigError, CorpusError, FileNotFoundError) as error:
         print(f"emopillars: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except (StorageError, RuntimeError) as error:
         print(f"emopillars: {error}", file=sys.stderr)
         print("finished shards are kept; run the same command again to resume", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
 
 
 if __name__ == "__main__":

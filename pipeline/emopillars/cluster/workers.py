@@ -12,7 +12,8 @@ When neither a flag nor the config file names the worker, the scheduler's variab
   count = SLURM_ARRAY_TASK_COUNT, or (MAX - MIN) / STEP + 1 when COUNT is absent (MIN defaults
   to 0 and STEP to 1). An array like --array=1,3,7 has gaps and is refused: use a range.
 - Kubernetes Indexed Jobs: index = JOB_COMPLETION_INDEX. A pod is not told the Job's
-  `completions`, so the count must be given: --num-workers (or `num_workers:` in the config).
+  `completions`, so the count must be given: --num-workers (or `execution: {num_workers: N}`
+  in the config).
 
 SLURM's variables win over Kubernetes' when both are set. Only the local executor reads them:
 `--executor ray` hands out shards itself.

@@ -18,7 +18,7 @@ from typing import Any
 from huggingface_hub import constants
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from emopillars.config import ConfigError
+from emopillars.config import ConfigError, describe
 from emopillars.dataset.assemble import CONFIGS
 from emopillars.dataset.card import choose_license, render_card
 from emopillars.release.checks import DataFile, ReleaseSummary, check_release
@@ -64,11 +64,7 @@ def publish_options(**values: Any) -> PublishOptions:
             {key: value for key, value in values.items() if value is not None}
         )
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}"
-            for issue in error.errors()
-        )
-        raise ConfigError(f"invalid publish options: {problems}") from None
+        raise ConfigError(f"invalid publish options: {describe(error)}") from None
 
 
 @dataclass(frozen=True)

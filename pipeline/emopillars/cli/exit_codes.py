@@ -1,0 +1,11 @@
+"""The exit codes of every emopillars command, defined once."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1  # the work failed: fix the cause and rerun (finished shards are kept)
+    USAGE = 2  # nothing was attempted: the command, config or environment must change (argparse's)
