@@ -15,6 +15,11 @@ if [ "$(uname -m)" = x86_64 ]; then
   export CXXFLAGS="${CXXFLAGS:-} -mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-# Built here, not taken from pip's wheel cache, which may hold a build made with other flags.
-"$VENV/bin/python" -c "import llama_cpp" 2>/dev/null \
-  || "$VENV/bin/python" -m pip install --quiet --no-cache-dir "llama-cpp-python>=0.3.7"
+# Built once per checkout with the flags above, into .wheels/, and shared by .venv and
+# .venv-vllm; never taken from pip's wheel cache, which may hold a build made with other flags.
+if ! "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
+  compgen -G ".wheels/llama_cpp_python-*.whl" >/dev/null \
+    || "$VENV/bin/python" -m pip wheel --quiet --no-cache-dir --no-deps -w .wheels \
+      "llama-cpp-python>=0.3.7"
+  "$VENV/bin/python" -m pip install --quiet .wheels/llama_cpp_python-*.whl
+fi

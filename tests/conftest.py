@@ -68,13 +68,16 @@ def fake_config(corpus: Path, output: Path, **overrides: Any) -> RunConfig:
 
 
 def dataset_contents(run_dir: Path) -> dict[str, object]:
-    """Every file of a run's dataset: the rows of each Parquet file, the card's text."""
+    """Every file of a run's dataset: the rows of each Parquet file, the bytes of each figure,
+    the text of the others (the card, quality.json)."""
     folder = run_dir / "dataset"
     contents: dict[str, object] = {}
     for path in sorted(folder.rglob("*")):
         name = str(path.relative_to(folder))
         if path.suffix == ".parquet":
             contents[name] = pq.read_table(path).to_pylist()
+        elif path.suffix == ".png":
+            contents[name] = path.read_bytes()
         elif path.is_file():
             contents[name] = path.read_text(encoding="utf-8")
     return contents

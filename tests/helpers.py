@@ -93,3 +93,29 @@ class Interrupted:
 
     def untouched(self) -> bool:
         return all(marker.read_text() == text for marker, text in self.markers.items())
+
+
+def gate_violations(dataset_dir: Path) -> list[str]:
+    """Dataset rows that break a default quality gate, computed here independently of the
+    gates' code: a short or label-only utterance, a short context, a rewrite whose length is
+    outside 0.5-2 times the original's (in words)."""
+    import re
+
+    from emopillars.stages.taxonomy import LABELS
+
+    def count(text: str) -> int:
+        return len(re.findall(r"[A-Za-z]+(?:'[A-Za-z]+)*", text))
+
+    problems: list[str] = []
+    for path in sorted(dataset_dir.rglob("*.parquet")):
+        for row in pq.read_table(path).to_pylist():
+            original = row.get("original_utterance") or row["utterance"]
+            if count(original) < 4 or original.strip(" .!?").lower() in LABELS:
+                problems.append(f"{row['id']}: utterance {original!r}")
+            if "context" in row:
+                if count(row["context"]) < 8:
+                    problems.append(f"{row['id']}: context {row['context']!r}")
+                ratio = count(row["utterance"]) / count(original)
+                if not 0.5 <= ratio <= 2.0:
+                    problems.append(f"{row['id']}: rewrite ratio {ratio:.2f}")
+    return problems

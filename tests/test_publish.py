@@ -39,6 +39,13 @@ DATA_FILES = [
     for split in ("train", "validation", "test")
 ]
 
+# The quality report and its figures, committed with the card that shows them.
+QUALITY_FILES = [
+    "quality.json",
+    *(f"figures/{name}.png" for name in ("label_distribution", "intended_vs_labels",
+                                           "intensity", "label_cooccurrence", "rejects")),
+]  # fmt: skip
+
 
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -92,11 +99,11 @@ def test_data_go_first_with_upload_folder_and_card_last_in_one_commit(
     ]
     upload, commit = hub_api.calls[3], hub_api.calls[4]
     assert sorted(upload.details["files"]) == sorted(DATA_FILES)
-    assert commit.details["added"] == ["README.md", "provenance.json"]
+    assert commit.details["added"] == [*QUALITY_FILES, "README.md", "provenance.json"]
     assert commit.details["deleted"] == []
     assert hub_api.calls[1].details["private"] is False
     assert sorted(tree(hub_api.folder(REPO))) == sorted(
-        [".gitattributes", "README.md", "provenance.json", *DATA_FILES]
+        [".gitattributes", "README.md", "provenance.json", *QUALITY_FILES, *DATA_FILES]
     )
     out = capsys.readouterr().out
     assert f"published to https://huggingface.co/datasets/{REPO} (repo created)" in out

@@ -15,6 +15,7 @@ from emopillars.run.status import status_json
 from emopillars.stages import STAGE_NAMES, stage_context
 from emopillars.stages.taxonomy import LABELS
 from emopillars.stages.utterances import assigned_emotions
+from helpers import gate_violations
 
 pytestmark = pytest.mark.model
 
@@ -65,16 +66,19 @@ def test_one_story_through_every_stage_on_the_embedded_model(corpus: Path, tmp_p
         letters = sum(char.isascii() and char.isalpha() for char in text)
         assert len(words(text)) >= 2 and letters >= 0.6 * len(text.replace(" ", "")), text
     assert COMMON_ENGLISH & {word for row in utterances for word in words(row["utterance"])}
-    # Most utterances carry an emotion their actor was asked for (a random pick of the 28
-    # labels would match one in seven).
+    # At least half the utterances carry an emotion their actor was asked for (a random pick
+    # of the 28 labels would match one in seven).
     ctx = stage_context(config)
     asked = [
         row["intended_emotion"] in assigned_emotions(row["actor_id"], ctx) for row in utterances
     ]
-    assert sum(asked) * 2 > len(asked), [row["intended_emotion"] for row in utterances]
+    assert sum(asked) * 2 >= len(asked), [row["intended_emotion"] for row in utterances]
     # The labeller names taxonomy labels, and hears the intended emotion somewhere.
     assert all(row["labels"] and set(row["labels"]) <= set(LABELS) for row in labelled)
     assert any(row["intended_emotion"] in row["labels"] for row in labelled)
+
+    # The quality gates hold on what a real model wrote, too.
+    assert gate_violations(config.output_dir / "dataset") == []
 
     from datasets import load_dataset
 

@@ -17,12 +17,14 @@ from emopillars.stages.rewrites import RewriteAnswer, RewriteUtterance
 from emopillars.stages.taxonomy import EMOTIONS, NEUTRAL
 from emopillars.stages.utterances import GenerateUtterances, UtterancesAnswer, assigned_emotions
 
-STORY = {"story_id": "s1", "title": "The Lighthouse", "text": "Mara keeps the lighthouse."}
+STORY = {"story_id": "s1", "title": "The Lighthouse",
+         "text": "Mara keeps the lighthouse with Tomas. Ines is rescued from a storm."}  # fmt: skip
 ACTOR = {**STORY, "actor_id": "s1/a00", "actor": "Mara", "actor_description": "the keeper"}
 UTTERANCE = {**ACTOR, "utterance_id": "s1/a00/u00", "intended_emotion": "fear",
              "utterance": "The waves are higher than the tower."}  # fmt: skip
 LABELLED = {**UTTERANCE, "labels": ["fear", "nervousness"], "scores": [0.9, 0.4]}
-CONTEXTUAL = {**LABELLED, "context_raw": "A storm rises.", "context": "A storm rises."}
+SITUATION = "A storm rises over the bay while Mara climbs the tower stairs."
+CONTEXTUAL = {**LABELLED, "context_raw": SITUATION, "context": SITUATION}
 
 
 @pytest.fixture
@@ -170,6 +172,7 @@ def test_labels_are_mapped_thresholded_sorted_and_unmapped_ones_counted(ctx: Sta
             "labels": ["fear", "nervousness"],
             "scores": [0.9, 0.6],
             "unmapped_labels": ["determination"],
+            "intended_in_labels": True,
         }
     ]
     assert parsed.item_rejects == [("unmapped_label", "determination")]
@@ -197,8 +200,8 @@ def test_context_must_not_quote_the_utterance(ctx: StageContext) -> None:
     quoted = ContextAnswer(context=f'Mara says "{UTTERANCE["utterance"]}" to the sea.')
     with pytest.raises(Reject, match="context_quotes_utterance"):
         GenerateContext().parse(LABELLED, quoted, ctx)
-    parsed = CleanContext().parse(CONTEXTUAL, ContextAnswer(context=" A storm rises. "), ctx)
-    assert parsed.rows == [{"context": "A storm rises."}]
+    parsed = CleanContext().parse(CONTEXTUAL, ContextAnswer(context=f" {SITUATION} "), ctx)
+    assert parsed.rows == [{"context": SITUATION}]
 
 
 def test_rewrite_must_change_the_utterance(ctx: StageContext) -> None:
@@ -220,7 +223,7 @@ def test_a_prompt_folder_of_ones_own_is_used(tmp_path: Path) -> None:
     shutil.copytree(prompts_dir(), tmp_path / "prompts")
     (tmp_path / "prompts" / "v1" / "clean.txt").write_text("Clean this: $context", encoding="utf-8")
     own = stage_context(RunConfig(engine="fake", prompts_dir=tmp_path / "prompts"))
-    assert CleanContext().prompt(CONTEXTUAL, own) == "Clean this: A storm rises."
+    assert CleanContext().prompt(CONTEXTUAL, own) == f"Clean this: {SITUATION}"
     assert (
         own.prompt_files_sha256["clean.txt"]
         != stage_context(RunConfig(engine="fake")).prompt_files_sha256["clean.txt"]

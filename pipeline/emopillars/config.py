@@ -66,6 +66,52 @@ class ServerOptions(BaseModel):
     max_retries: int = Field(6, ge=0, le=50, description="retries of a transient failure")
 
 
+class QualityGates(BaseModel):
+    """Quality gates, each a reject reason; retried like any unusable answer.
+
+    No dataset row breaks them: an answer that fails one is rejected with the gate's reason."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_utterance_words: int = Field(4, ge=1, description="shorter utterances are rejected")
+    min_context_words: int = Field(8, ge=1, description="shorter contexts are rejected")
+    min_rewrite_words: int = Field(4, ge=1, description="shorter rewrites are rejected")
+    min_rewrite_ratio: float = Field(
+        0.5, gt=0.0, description="a rewrite's length in words over the original's, at least"
+    )
+    max_rewrite_ratio: float = Field(
+        2.0, gt=0.0, description="a rewrite's length in words over the original's, at most"
+    )
+    story_copy_words: int = Field(
+        8,
+        ge=0,
+        description="an utterance sharing this many words in a row with the story "
+        "copies it (0: no check)",
+    )
+    near_duplicate_similarity: float = Field(
+        0.8,
+        gt=0.0,
+        le=1.0,
+        description="utterances of one answer whose word sets overlap this much (Jaccard) are "
+        "near duplicates",
+    )
+    max_non_letter_share: float = Field(
+        0.5, gt=0.0, le=1.0, description="text with a larger share of non-letters is debris"
+    )
+    require_actor_in_story: bool = Field(
+        True, description="reject characters whose name does not occur in the story"
+    )
+    require_intended_emotion: bool = Field(
+        False, description="reject labellings that leave out the intended emotion"
+    )
+
+    @model_validator(mode="after")
+    def _ratio_range(self) -> QualityGates:
+        if self.min_rewrite_ratio > self.max_rewrite_ratio:
+            raise ValueError("min_rewrite_ratio is above max_rewrite_ratio")
+        return self
+
+
 class ExecutionOptions(BaseModel):
     """How the work is spread over processes (emopillars.cluster)."""
 
@@ -167,6 +213,7 @@ class RunConfig(BaseModel):
     )
     max_labels: int = Field(5, ge=1, le=10, description="emotions the teacher names at most")
     max_attempts: int = Field(3, ge=1, le=10, description="tries per request, retries included")
+    gates: QualityGates = QualityGates()
     retry_temperature: float = Field(
         0.7, ge=0.0, le=2.0, description="retries sample at this temperature, with a new seed"
     )

@@ -25,6 +25,8 @@ from emopillars.cli.options import add_config_flags
 from emopillars.cli.progress import ShardProgress
 from emopillars.cluster.workers import with_scheduled_worker
 from emopillars.config import ConfigError, load_config
+from emopillars.dataset.quality_text import quality_summary, quality_table
+from emopillars.dataset.report import quality_of_run, read_quality
 from emopillars.run.corpus import CorpusError
 from emopillars.run.status import status_json, status_table
 from emopillars.run.storage import StorageError
@@ -58,6 +60,16 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show per-stage progress of a run folder")
     status.add_argument("run_dir", type=Path)
     status.add_argument("--json", action="store_true")
+
+    report = commands.add_parser(
+        "report",
+        help="quality report of a run folder (finished, or what is finished so far)",
+        description="The quality of a run's data: labels, diversity, contexts, rewrites and "
+        "yield per stage, beside the paper's figures. A finished run's report is "
+        "DIR/dataset/quality.json; an unfinished run is measured on its finished shards.",
+    )
+    report.add_argument("run_dir", type=Path)
+    report.add_argument("--json", action="store_true", help="print quality.json's object")
 
     publish = commands.add_parser(
         "publish", help="check a finished run and publish its dataset on the Hugging Face Hub"
@@ -134,6 +146,9 @@ def _run(args: argparse.Namespace) -> int:
         for name, splits in result.dataset_counts.items():
             print(f"dataset {name}: " + ", ".join(f"{s} {n}" for s, n in splits.items()))
         print(f"dataset folder: {result.run_dir / 'dataset'}")
+        quality = read_quality(result.run_dir / "dataset")
+        if quality is not None:
+            print(quality_summary(quality, result.run_dir))
     print(f"engine: {result.engine}")
     print(
         f"this run: {result.shards_computed} stage shards computed, {result.shards_skipped} "
@@ -142,6 +157,15 @@ def _run(args: argparse.Namespace) -> int:
     )
     if result.engine.startswith("fake"):
         print("NOTE: the fake engine was used: texts and labels are random, for tests only.")
+    return ExitCode.OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    report = quality_of_run(args.run_dir)
+    if args.json:
+        sys.stdout.write(report.to_json())  # quality.json's text, newline included
+    else:
+        print(quality_table(report, args.run_dir))
     return ExitCode.OK
 
 
@@ -217,6 +241,8 @@ def main(argv: Sequence[str] | None = None, hub: HubClient | None = None) -> int
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "report":
+            return _report(args)
         if args.json:
             print(json.dumps(status_json(args.run_dir), indent=2))
         else:

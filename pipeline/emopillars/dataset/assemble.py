@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import polars as pl
 import pyarrow as pa
 
 from emopillars.dataset.card import render_card
+from emopillars.dataset.quality import QualityReport
 from emopillars.hashing import stable_hash
 from emopillars.run.layout import RunLayout
 from emopillars.run.manifest import Manifest
@@ -150,10 +152,25 @@ def _table(config: DatasetConfig, frame: pl.DataFrame) -> pa.Table:
     return table.replace_schema_metadata(metadata)
 
 
-def _stage_frame(run_dir: Path, stage: str, shards: int) -> pl.DataFrame:
+def dataset_frame(
+    run_dir: Path, config: DatasetConfig, story_ids: list[str], seed: int, shards: Iterable[int]
+) -> pl.DataFrame:
+    """The rows of `config` from these shards of its source stage, as the dataset holds them
+    (labels as class ids, sorted by id), with the split of each row in `_split`."""
     layout = RunLayout(run_dir)
-    paths = [layout.shard(stage, shard) for shard in range(shards)]
-    return pl.concat([pl.read_parquet(path) for path in paths], how="vertical")
+    frames = [pl.read_parquet(layout.shard(config.source_stage, shard)) for shard in shards]
+    assignment = split_of_stories(story_ids, seed, config.fractions)
+    return (
+        pl.concat(frames, how="vertical")
+        .select([pl.col(source).alias(target) for target, source in config.columns.items()])
+        .with_columns(
+            pl.col("labels").list.eval(
+                pl.element().replace_strict(LABEL_IDS, return_dtype=pl.Int64)
+            ),
+            pl.col("story_id").replace_strict(assignment, return_dtype=pl.String).alias("_split"),
+        )
+        .sort("id")
+    )
 
 
 def assemble(
@@ -177,22 +194,7 @@ def assemble(
     counts: dict[str, dict[str, int]] = {}
     label_counts: dict[str, Counter[str]] = {}
     for config in CONFIGS:
-        assignment = split_of_stories(plan["story_ids"], seed, config.fractions)
-        frame = _stage_frame(run_dir, config.source_stage, plan["shards"])
-        frame = (
-            frame.select(
-                [pl.col(source).alias(target) for target, source in config.columns.items()]
-            )
-            .with_columns(
-                pl.col("labels").list.eval(
-                    pl.element().replace_strict(LABEL_IDS, return_dtype=pl.Int64)
-                ),
-                pl.col("story_id")
-                .replace_strict(assignment, return_dtype=pl.String)
-                .alias("_split"),
-            )
-            .sort("id")
-        )
+        frame = dataset_frame(run_dir, config, plan["story_ids"], seed, range(plan["shards"]))
         counts[config.name] = {}
         label_counts[config.name] = Counter(
             LABELS[i] for labels in frame["labels"].to_list() for i in labels
@@ -205,6 +207,7 @@ def assemble(
             if part.height:
                 _write_split(staging / config.name, split, _table(config, part))
 
+    quality = _measure_quality(run_dir, staging)
     card = render_card(
         counts=counts,
         label_counts=label_counts,
@@ -212,12 +215,26 @@ def assemble(
         run=read_run_record(RunLayout(run_dir)),
         license_id=license_id,
         features={config.name: _features(config) for config in CONFIGS},
+        quality=quality,
     )
     (staging / "README.md").write_text(card, encoding="utf-8")
     final = RunLayout(run_dir).dataset
     shutil.rmtree(final, ignore_errors=True)
     staging.rename(final)
     return counts
+
+
+def _measure_quality(run_dir: Path, staging: Path) -> QualityReport:
+    """quality.json and the figures, from the data files just written to `staging`."""
+    # Imported here: the report reads the configs this module defines, and draws with
+    # matplotlib, which `status` and the workers need not load.
+    from emopillars.dataset.figures import write_figures
+    from emopillars.dataset.report import measure_dataset, write_quality
+
+    quality = measure_dataset(run_dir, staging)
+    quality = quality.model_copy(update={"figures": write_figures(quality, staging)})
+    write_quality(staging, quality)
+    return quality
 
 
 def _write_split(folder: Path, split: str, table: pa.Table) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict
 
+from emopillars.dataset.quality import QualityReport
+from emopillars.dataset.quality_text import card_section
 from emopillars.engines import EngineInfo
 from emopillars.run.manifest import StageTotals
 from emopillars.run.record import RunRecord
@@ -107,10 +109,12 @@ def render_card(
     license_id: str | None,
     features: dict[str, dict[str, Any]],
     *,
+    quality: QualityReport | None = None,
     repo_id: str | None = None,
 ) -> str:
     """The card of a dataset; `repo_id` (the Hub repo it is published to) goes in the usage
-    example, which otherwise shows a placeholder."""
+    example, which otherwise shows a placeholder. With `quality`, a "Quality" section shows
+    its numbers and links its figures."""
     config = run.config
     total_rows = sum(sum(splits.values()) for splits in counts.values())
     licensing = choose_license(license_id, config)
@@ -151,6 +155,7 @@ def render_card(
         *_how_it_was_made(run),
         *_size_and_labels(counts, label_counts),
         *_rejects(totals),
+        *(card_section(quality) if quality is not None else []),
         *_limitations_and_use(repo_id),
         *_license(licensing),
         "## Citation",

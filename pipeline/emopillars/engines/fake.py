@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -22,8 +23,10 @@ _WORDS = (
 FAULTS = ("invalid_json", "truncated", "empty", "off_schema")
 
 
-def fake_value(schema: dict[str, Any], rng: random.Random) -> Any:
-    """A random value that validates against the (dereferenced) JSON schema."""
+def fake_value(schema: dict[str, Any], rng: random.Random, names: Sequence[str] = ()) -> Any:
+    """A random value that validates against the (dereferenced) JSON schema. A string field
+    called `name` takes one of `names` when there are any (so that characters are named as in
+    the story, and pass the quality gate that checks it)."""
     if "enum" in schema:
         return rng.choice(schema["enum"])
     if "const" in schema:
@@ -31,11 +34,15 @@ def fake_value(schema: dict[str, Any], rng: random.Random) -> Any:
     kind = schema.get("type")
     if kind == "object":
         properties: dict[str, Any] = schema.get("properties", {})
-        return {name: fake_value(sub, rng) for name, sub in properties.items()}
+        return {
+            key: rng.choice(names) if key == "name" and names else fake_value(sub, rng, names)
+            for key, sub in properties.items()
+        }
     if kind == "array":
         low = int(schema.get("minItems", 0))
         high = int(schema.get("maxItems", low + 4))
-        return [fake_value(schema["items"], rng) for _ in range(rng.randint(max(low, 1), high))]
+        count = rng.randint(max(low, 1), high)
+        return [fake_value(schema["items"], rng, names) for _ in range(count)]
     if kind == "string":
         if schema.get("examples"):
             return rng.choice(schema["examples"])
@@ -73,8 +80,14 @@ class FakeEngine:
             text = json.dumps(fake_value(request.schema, rng))[: rng.randint(1, 12)]
             reason: FinishReason = "length" if fault == "truncated" else "stop"
             return Result(text, reason, prompt_tokens, len(text) // 4 + 1)
-        text = json.dumps(fake_value(request.schema, rng), ensure_ascii=False)
+        names = _capitalised_words(request.messages[-1].content)
+        text = json.dumps(fake_value(request.schema, rng, names), ensure_ascii=False)
         return Result(text, "stop", prompt_tokens, len(text) // 4 + 1)
 
     def close(self) -> None:
         pass
+
+
+def _capitalised_words(prompt: str) -> list[str]:
+    """Capitalised words in the middle of the prompt's sentences (names, mostly), each once."""
+    return list(dict.fromkeys(re.findall(r"(?<=[a-z,;] )[A-Z][a-z]{2,}\b", prompt)))

@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from emopillars.dataset.assemble import CONFIGS, SPLITS, DatasetConfig
+from emopillars.dataset.quality import QualityReport
+from emopillars.dataset.report import QUALITY_FILE, read_quality, stale_parts
 from emopillars.hashing import file_hash
 from emopillars.run.layout import RunLayout
 from emopillars.run.manifest import Manifest, StageTotals
@@ -61,6 +63,7 @@ class ReleaseSummary:
     counts: dict[str, dict[str, int]]  # config -> split -> rows
     label_counts: dict[str, Counter[str]]  # config -> label -> rows that carry it
     features: dict[str, dict[str, Any]]  # config -> `datasets` features, as the files declare
+    quality: QualityReport  # dataset/quality.json, current: it measured exactly these files
 
 
 def check_release(run_dir: Path) -> ReleaseSummary:
@@ -85,7 +88,9 @@ def check_release(run_dir: Path) -> ReleaseSummary:
         counts[config.name] = checked.counts
         label_counts[config.name] = checked.label_counts
         features[config.name] = checked.features
-    if problems:
+    quality = read_quality(dataset_dir)
+    problems += _quality_problems(run_dir, quality)
+    if problems or quality is None:
         raise ReleaseCheckError(run_dir, problems)
     return ReleaseSummary(
         run_dir=run_dir,
@@ -97,7 +102,24 @@ def check_release(run_dir: Path) -> ReleaseSummary:
         counts=counts,
         label_counts=label_counts,
         features=features,
+        quality=quality,
     )
+
+
+def _quality_problems(run_dir: Path, quality: QualityReport | None) -> list[str]:
+    """The quality report must exist and have measured exactly the files that go up: the card
+    shows its numbers and figures."""
+    dataset_dir = RunLayout(run_dir).dataset
+    again = f"run `emopillars assemble {run_dir}` to measure the dataset and draw the figures"
+    if quality is None:
+        return [f"{dataset_dir / QUALITY_FILE} is missing or unreadable: {again}"]
+    stale = stale_parts(quality, dataset_dir)
+    if not stale:
+        return []
+    named = "; ".join(stale[:MAX_NAMED]) + (
+        f" (and {len(stale) - MAX_NAMED} more)" if len(stale) > MAX_NAMED else ""
+    )
+    return [f"{dataset_dir / QUALITY_FILE} is stale: {named}: {again}"]
 
 
 def _stage_problems(run_dir: Path, shards: int) -> list[str]:

@@ -73,6 +73,9 @@ class Provenance(BaseModel):
     revision: str
     license: str
     run_config: dict[str, Any]
+    # The quality gates' thresholds (the run config's `gates`), on their own: what every
+    # row passed. None for a run made before the gates existed.
+    gates: dict[str, Any] | None
     engine: dict[str, Any]
     model: ModelIdentity
     prompt_version: str
@@ -101,6 +104,7 @@ def build_provenance(
         revision=revision,
         license=license_id,
         run_config=redact(config, secrets),
+        gates=config.get("gates"),
         engine=redact(asdict(run.engine), secrets),
         model=model_identity(run.engine),
         prompt_version=run.prompt_version,

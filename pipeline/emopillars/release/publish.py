@@ -1,9 +1,10 @@
 """`emopillars publish`: check a finished run, then put its dataset on the Hugging Face Hub.
 
 The order keeps the Hub page honest: the data files go first, with `upload_folder` (resumable;
-a big dataset may land as several commits), then README.md and provenance.json in one final
-commit, so the card never describes data that is not there. Files the repo already holds with
-the same content are not sent again: publishing the same run twice uploads nothing new.
+a big dataset may land as several commits), then README.md, provenance.json, quality.json and
+the figures in one final commit, so the card never describes data that is not there. Files the
+repo already holds with the same content are not sent again: publishing the same run twice
+uploads nothing new.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from emopillars.config import ConfigError, describe
 from emopillars.dataset.assemble import CONFIGS
 from emopillars.dataset.card import choose_license, render_card
+from emopillars.dataset.report import QUALITY_FILE
 from emopillars.release.checks import DataFile, ReleaseSummary, check_release
 from emopillars.release.hub import HubClient, HubRepo, RemoteFile, find_token, require_token
 from emopillars.release.provenance import build_provenance
@@ -70,7 +72,8 @@ def publish_options(**values: Any) -> PublishOptions:
 @dataclass(frozen=True)
 class UploadTree:
     """Exactly what goes to the repo: the data files as they are in the run's dataset
-    folder, then the card and the provenance, rendered for this target."""
+    folder, then quality.json and the figures as they are there, and the card and the
+    provenance, rendered for this target."""
 
     dataset_dir: Path
     data: tuple[DataFile, ...]
@@ -90,6 +93,7 @@ class UploadTree:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(file.local, target)
         for path, content in self.final.items():
+            (folder / path).parent.mkdir(parents=True, exist_ok=True)  # figures/
             (folder / path).write_bytes(content)
 
 
@@ -174,6 +178,7 @@ def build_tree(
         run=summary.run,
         license_id=licensing.license_id,
         features=summary.features,
+        quality=summary.quality,
         repo_id=options.repo_id,
     )
     provenance = build_provenance(
@@ -183,10 +188,13 @@ def build_tree(
         license_id=licensing.license_id,
         secrets=secrets,
     )
+    # The report and its figures go with the card that shows them, in the final commit.
+    measured = [QUALITY_FILE, *summary.quality.figures]
     return UploadTree(
         dataset_dir=summary.dataset_dir,
         data=summary.files,
         final={
+            **{path: (summary.dataset_dir / path).read_bytes() for path in measured},
             CARD_FILE: card.encode("utf-8"),
             PROVENANCE_FILE: provenance.to_json().encode("utf-8"),
         },

@@ -17,6 +17,7 @@ from emopillars.stages.base import (
     normalise,
     story_values,
 )
+from emopillars.stages.gates import name_in_story
 
 
 class Character(BaseModel):
@@ -31,6 +32,7 @@ class ActorsAnswer(BaseModel):
 class ExtractActors(Step):
     call = "actors"
     max_tokens = 400
+    parser_version = 2  # quality gates
     answer = ActorsAnswer
     columns = (
         ("actor_id", pa.string()),
@@ -47,6 +49,9 @@ class ExtractActors(Step):
     def prompt_values(self, row: Row, ctx: StageContext) -> dict[str, str]:
         return story_values(row)
 
+    def parse_params(self, ctx: StageContext) -> dict[str, Any]:
+        return {"require_actor_in_story": ctx.config.gates.require_actor_in_story}
+
     def parse(self, row: Row, answer: ActorsAnswer, ctx: StageContext) -> Parsed:
         parsed = Parsed(rows=[])
         seen: set[str] = set()
@@ -54,6 +59,10 @@ class ExtractActors(Step):
             name = character.name.strip()
             if normalise(name) in seen:
                 parsed.item_rejects.append(("duplicate_actor", name))
+                continue
+            if ctx.config.gates.require_actor_in_story and not name_in_story(name, row["text"]):
+                # An invented character (or a chat-template role) would speak for no one.
+                parsed.item_rejects.append(("actor_not_in_story", name))
                 continue
             if len(parsed.rows) >= ctx.config.max_actors:
                 parsed.item_rejects.append(("over_max_actors", name))

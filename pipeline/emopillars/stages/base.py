@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from emopillars.config import ConfigError, RunConfig
 from emopillars.hashing import file_hash
 from emopillars.resources import prompts_dir
+from emopillars.stages.lexicon import EmotionLexicon, load_lexicon
 from emopillars.stages.prompts import PromptTemplate, load_template
 from emopillars.stages.taxonomy import Taxonomy, load_taxonomy
 
@@ -57,6 +58,7 @@ class StageContext:
     contrasts: str
     prompt_files_sha256: dict[str, str]  # every file of the prompt folder: what the run used
     definitions: str  # the emotion definitions block, rendered once
+    lexicon: EmotionLexicon
 
     @classmethod
     def from_config(cls, config: RunConfig, steps: Iterable[Step]) -> StageContext:
@@ -82,6 +84,7 @@ class StageContext:
                 path.name: file_hash(path) for path in sorted(folder.iterdir()) if path.is_file()
             },
             definitions=taxonomy.definitions_block(),
+            lexicon=load_lexicon(folder),
         )
 
     def template(self, name: str) -> PromptTemplate:

@@ -3,6 +3,8 @@ right before the utterance; then a second call removes clauses that name emotion
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
@@ -16,6 +18,7 @@ from emopillars.stages.base import (
     actor_values,
     normalise,
 )
+from emopillars.stages.gates import debris, too_short
 
 
 class ContextAnswer(BaseModel):
@@ -24,6 +27,7 @@ class ContextAnswer(BaseModel):
 
 class GenerateContext(Step):
     call = "context"
+    parser_version = 2  # quality gates
     max_tokens = 300
     answer = ContextAnswer
     columns = (("context_raw", pa.string()),)
@@ -35,11 +39,16 @@ class GenerateContext(Step):
         context = answer.context.strip()
         if normalise(row["utterance"]) in normalise(context):
             raise Reject("context_quotes_utterance", context)
+        _check_context(context, ctx)
         return Parsed(rows=[{"context_raw": context}])
+
+    def parse_params(self, ctx: StageContext) -> dict[str, Any]:
+        return _gate_params(ctx)
 
 
 class CleanContext(Step):
     call = "clean"
+    parser_version = 2  # quality gates
     max_tokens = 300
     answer = ContextAnswer
     columns = (("context", pa.string()),)
@@ -48,7 +57,33 @@ class CleanContext(Step):
         return {"context": row["context_raw"]}
 
     def parse(self, row: Row, answer: ContextAnswer, ctx: StageContext) -> Parsed:
-        return Parsed(rows=[{"context": answer.context.strip()}])
+        context = answer.context.strip()
+        _check_context(context, ctx)
+        named = ctx.lexicon.found(context)
+        if named:
+            # Retried: the cleaning call runs again (with another seed), then the row goes.
+            raise Reject("context_names_emotion", f"{', '.join(named)}: {context}")
+        return Parsed(rows=[{"context": context}])
+
+    def parse_params(self, ctx: StageContext) -> dict[str, Any]:
+        return {
+            **_gate_params(ctx),
+            "emotion_words": ctx.prompt_files_sha256.get("emotion_words.json"),
+        }
+
+
+def _check_context(context: str, ctx: StageContext) -> None:
+    gates = ctx.config.gates
+    for reason, detail in (
+        ("context_debris", debris(context, gates.max_non_letter_share)),
+        ("context_too_short", too_short(context, gates.min_context_words)),
+    ):
+        if detail is not None:
+            raise Reject(reason, f"{detail}: {context}")
+
+
+def _gate_params(ctx: StageContext) -> dict[str, Any]:
+    return ctx.config.gates.model_dump(include={"min_context_words", "max_non_letter_share"})
 
 
 STAGE = Stage(

@@ -35,12 +35,16 @@ class LabelsAnswer(BaseModel):
 
 class SoftLabel(Step):
     call = "labels"
+    parser_version = 2  # intended_in_labels
     max_tokens = 120
     answer = LabelsAnswer
     columns = (
         ("labels", pa.list_(pa.string())),
         ("scores", pa.list_(pa.float64())),
         ("unmapped_labels", pa.list_(pa.string())),
+        # Whether the teacher, without the story, finds the emotion the utterance was
+        # written for: a per-row measure of how well generation and labelling agree.
+        ("intended_in_labels", pa.bool_()),
     )
 
     def schema(self, ctx: StageContext) -> dict[str, Any]:
@@ -61,6 +65,7 @@ class SoftLabel(Step):
             "threshold": ctx.config.label_threshold,
             "max_labels": ctx.config.max_labels,
             "synonyms": ctx.taxonomy.synonyms,
+            "require_intended_emotion": ctx.config.gates.require_intended_emotion,
         }
 
     def parse(self, row: Row, answer: LabelsAnswer, ctx: StageContext) -> Parsed:
@@ -80,7 +85,12 @@ class SoftLabel(Step):
             # clears the threshold would bias the intensities upwards.
             raise Reject("below_threshold", str(scores), retryable=False)
         ordered = sorted(kept.items(), key=lambda pair: (-pair[1], LABEL_IDS[pair[0]]))
+        intended_in_labels = row["intended_emotion"] in kept
+        if ctx.config.gates.require_intended_emotion and not intended_in_labels:
+            # Final like below_threshold: asking until the teacher agrees would bias it.
+            raise Reject("intended_not_labelled", str(scores), retryable=False)
         row_out = {
+            "intended_in_labels": intended_in_labels,
             "labels": [label for label, _ in ordered],
             "scores": [score for _, score in ordered],
             "unmapped_labels": unmapped,

@@ -20,6 +20,13 @@ from emopillars.stages.base import (
     actor_values,
     normalise,
 )
+from emopillars.stages.gates import (
+    debris,
+    names_only_emotion,
+    shared_run,
+    too_short,
+    word_overlap,
+)
 from emopillars.stages.taxonomy import EMOTIONS, LABELS, NEUTRAL
 
 
@@ -49,6 +56,7 @@ def assigned_emotions(actor_id: str, ctx: StageContext) -> list[str]:
 
 class GenerateUtterances(Step):
     call = "utterances"
+    parser_version = 2  # quality gates
     # The paper's 500 were for plain text; JSON keys and quotes cost tokens too.
     max_tokens = 700
     answer = UtterancesAnswer
@@ -72,20 +80,52 @@ class GenerateUtterances(Step):
             "emotions": ", ".join(assigned_emotions(row["actor_id"], ctx)),
         }
 
+    def parse_params(self, ctx: StageContext) -> dict[str, Any]:
+        gates = ctx.config.gates
+        return {
+            "gates": gates.model_dump(
+                include={
+                    "min_utterance_words",
+                    "max_non_letter_share",
+                    "story_copy_words",
+                    "near_duplicate_similarity",
+                }
+            ),
+            "emotion_words": ctx.prompt_files_sha256.get("emotion_words.json"),
+        }
+
     def parse(self, row: Row, answer: UtterancesAnswer, ctx: StageContext) -> Parsed:
         parsed = Parsed(rows=[])
         seen_texts: set[str] = set()
         seen_emotions: set[str] = set()
+        kept: list[str] = []
         for item in answer.utterances:
             text = item.text.strip()
+            failed = _gate(text, row, ctx)
+            if failed is not None:
+                reason, detail = failed
+                parsed.item_rejects.append((reason, f"{detail}: {text}"))
+                continue
             if normalise(text) in seen_texts:
                 parsed.item_rejects.append(("duplicate_utterance", text))
+                continue
+            similar = next(
+                (
+                    other
+                    for other in kept
+                    if word_overlap(text, other) >= ctx.config.gates.near_duplicate_similarity
+                ),
+                None,
+            )
+            if similar is not None:
+                parsed.item_rejects.append(("near_duplicate_utterance", f"{text} ~ {similar}"))
                 continue
             if item.emotion != NEUTRAL and item.emotion in seen_emotions:
                 parsed.item_rejects.append(("duplicate_emotion", f"{item.emotion}: {text}"))
                 continue
             seen_texts.add(normalise(text))
             seen_emotions.add(item.emotion)
+            kept.append(text)
             parsed.rows.append(
                 {
                     "utterance_id": f"{row['actor_id']}/u{len(parsed.rows):02d}",
@@ -96,6 +136,20 @@ class GenerateUtterances(Step):
         if not parsed.rows:
             raise Reject("no_utterances")
         return parsed
+
+
+def _gate(text: str, row: Row, ctx: StageContext) -> tuple[str, str] | None:
+    """The first quality gate an utterance fails, as (reason, detail)."""
+    gates = ctx.config.gates
+    for reason, detail in (
+        ("utterance_debris", debris(text, gates.max_non_letter_share)),
+        ("utterance_too_short", too_short(text, gates.min_utterance_words)),
+        ("utterance_names_emotion", names_only_emotion(text, ctx.lexicon)),
+        ("utterance_copies_story", shared_run(text, row["text"], gates.story_copy_words)),
+    ):
+        if detail is not None:
+            return reason, detail
+    return None
 
 
 STAGE = Stage(
