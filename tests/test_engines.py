@@ -136,3 +136,32 @@ def test_system_turns_fold_into_the_first_user_turn() -> None:
     messages = (Message("system", "Rules."), Message("user", "Task."))
     assert fold_system_turns(messages) == (Message("user", "Rules.\n\nTask."),)
     assert fold_system_turns((Message("user", "Task."),)) == (Message("user", "Task."),)
+
+
+def test_keys_in_the_base_url_stay_out_of_errors_and_retry_warnings(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from emopillars.secrets import REDACTED
+    from servers import free_port
+
+    async def no_wait(seconds: float) -> None:
+        pass
+
+    secrets = ("sk-secret-123", "sk-secret-456", "sk-from-env-789")
+    monkeypatch.setenv("TEST_SERVER_KEY", secrets[2])
+    caplog.set_level(logging.DEBUG)
+    url = f"http://user:{secrets[0]}@127.0.0.1:{free_port()}/v1?api_key={secrets[1]}"
+    engine = OpenAIServerEngine(
+        "m",
+        options(url, max_retries=2, request_timeout_s=1.0, api_key_env="TEST_SERVER_KEY"),
+        sleep=no_wait,
+    )
+    with pytest.raises(ServerError, match="still failing after 2 retries") as failure:
+        engine.generate(conformance_batch("openai")[:1])
+    message = str(failure.value)
+    assert f"http://{REDACTED}@127.0.0.1:" in message and f"api_key={REDACTED}" in message
+    assert "retry 2" in caplog.text
+    for text in (message, caplog.text):
+        assert not [secret for secret in secrets if secret in text]

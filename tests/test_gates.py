@@ -134,6 +134,7 @@ def test_pure_checks_name_what_they_found(ctx: StageContext) -> None:
     assert shared_run(GOOD, STORY_TEXT, 8) is None and shared_run(GOOD, GOOD, 0) is None
     assert names_only_emotion("Fear grips me every night on this lake.", ctx.lexicon) is None
     assert names_only_emotion("Admiration", ctx.lexicon) == "only emotion words"
+    assert names_only_emotion("And the, of a...", ctx.lexicon) is None
 
 
 # -- labels ----------------------------------------------------------------------------------

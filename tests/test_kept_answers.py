@@ -144,3 +144,19 @@ def test_rows_that_do_not_match_a_schema_are_never_written(tmp_path: Path) -> No
             tmp_path / "missing.parquet", [{k: v for k, v in row.items() if k != "error"}], ANSWER
         )
     assert not (tmp_path / "extra.parquet").exists()
+
+
+def test_an_engine_error_is_never_reused_as_an_answer(tmp_path: Path) -> None:
+    from emopillars.engines import Result
+    from emopillars.run.answers import ShardAnswers
+    from emopillars.run.journal import Journal
+
+    journal = Journal(tmp_path / "journal.jsonl")
+    journal.record(
+        [("a", Result("", "error", 0, 0, "server down")), ("b", Result("{}", "stop", 1, 1))]
+    )
+    kept = {"c": Result("", "error", 0, 0, "timeout"), "d": Result("{}", "stop", 1, 1)}
+    answers = ShardAnswers(Journal(journal.path), kept)
+    assert answers.lookup("a") is None and answers.lookup("c") is None
+    assert answers.lookup("b") is not None and answers.lookup("d") is not None
+    assert (answers.replayed, answers.reparsed) == (1, 1)

@@ -606,3 +606,45 @@ def test_the_real_hfapi_refuses_under_offline_mode(run_dir: Path, tmp_path: Path
     assert result.returncode == 2
     assert "HF_HUB_OFFLINE=1 is set" in result.stderr
     assert TOKEN not in result.stdout + result.stderr
+
+
+URL_SECRETS = ("sk-secret-123", "sk-secret-456")
+SECRET_URL = f"http://user:{URL_SECRETS[0]}@127.0.0.1:9/v1?api_key={URL_SECRETS[1]}"
+
+
+def test_keys_in_a_base_url_reach_no_file_and_no_message(
+    tmp_path: Path,
+    hub: HubClient,
+    hub_api: FakeHubApi,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    config = fake_config(write_corpus(tmp_path / "stories.jsonl"), tmp_path / "run",
+                         server={"base_url": SECRET_URL})  # fmt: skip
+    run_pipeline(config)
+    assert main(publish_args(config.output_dir, "--dry-run", str(tmp_path / "staging"))) == 0
+    assert main(publish_args(config.output_dir), hub=hub) == 0
+    provenance = json.loads((hub_api.folder(REPO) / "provenance.json").read_text())
+    assert provenance["run_config"]["server"]["base_url"] == (
+        f"http://{REDACTED}@127.0.0.1:9/v1?api_key={REDACTED}"
+    )
+    captured = capsys.readouterr()
+    files = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert len(files) > 40  # run folder, staging tree, repo
+    texts = [text.encode() for text in (captured.out, captured.err, caplog.text)]
+    texts += [path.read_bytes() for path in files]
+    for secret in URL_SECRETS:
+        assert not [text for text in texts if secret.encode() in text]
+
+
+def test_provenance_redacts_a_run_json_written_before_redaction(
+    run_dir: Path, hub: HubClient, hub_api: FakeHubApi
+) -> None:
+    record = json.loads((run_dir / "run.json").read_text())
+    record["config"]["server"]["base_url"] = SECRET_URL
+    (run_dir / "run.json").write_text(json.dumps(record))
+    assert main(publish_args(run_dir), hub=hub) == 0
+    for name in ("provenance.json", "README.md"):
+        text = (hub_api.folder(REPO) / name).read_text()
+        assert not [secret for secret in URL_SECRETS if secret in text]

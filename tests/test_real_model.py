@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from conftest import STORIES
-from emopillars.api import run_pipeline
+from emopillars.api import EmptyResultError, run_pipeline
 from emopillars.config import RunConfig
 from emopillars.run.status import status_json
 from emopillars.stages import STAGE_NAMES, stage_context
@@ -34,8 +34,14 @@ def test_one_story_through_every_stage_on_the_embedded_model(corpus: Path, tmp_p
         corpus=corpus, output=tmp_path / "run", engine="llamacpp", max_stories=1,
         max_actors=1, emotions_per_actor=3, neutral_per_actor=1,
     )  # fmt: skip
-    result = run_pipeline(config)
-    assert result.engine.startswith("llamacpp (SmolLM2-135M-Instruct")
+    try:
+        run_pipeline(config)
+    except EmptyResultError as error:
+        # On one story the 135M model's contexts are often too short or noise, and the gates
+        # rightly keep none: the run says so (exit 1 at the CLI), after assembling the rest.
+        assert re.match(r"stage (contexts|rewrites) kept nothing", str(error)), error
+    run = json.loads((config.output_dir / "run.json").read_text())
+    assert run["engine"]["model"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
 
     stages = status_json(config.output_dir)["stages"]
     for name in STAGE_NAMES:
@@ -84,5 +90,4 @@ def test_one_story_through_every_stage_on_the_embedded_model(corpus: Path, tmp_p
 
     data = load_dataset(str(config.output_dir / "dataset"), "context_less")
     assert data["train"].num_rows == stages["labels"]["outputs"]
-    run = json.loads((config.output_dir / "run.json").read_text())
     assert run["engine"]["name"] == "llamacpp"

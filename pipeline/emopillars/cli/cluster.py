@@ -11,12 +11,14 @@ from typing import Any
 
 from emopillars.api import RunResult, assemble_run
 from emopillars.cli.exit_codes import ExitCode
+from emopillars.cli.failures import check_output_folder, fail
 from emopillars.cli.options import flag_of
 from emopillars.cluster.launch import WorkerExit, launch_workers, log_tail, parse_gpus
 from emopillars.config import ConfigError, ExecutionOptions, RunConfig, load_config
 from emopillars.dataset.assemble import IncompleteRunError
 from emopillars.run.status import status_table
 from emopillars.run.storage import StorageError
+from emopillars.secrets import redact_url
 
 
 def add_cluster_commands(commands: Any) -> None:
@@ -67,15 +69,13 @@ def _print_dataset(run_dir: Path, counts: dict[str, dict[str, int]]) -> None:
     print(f"dataset folder: {run_dir / 'dataset'}")
 
 
-def assemble_command(run_dir: Path) -> int:
+def assemble_command(run_dir: Path, *, debug: bool = False) -> int:
     try:
         counts = assemble_run(run_dir)
     except FileNotFoundError as error:
-        print(f"emopillars: {error}", file=sys.stderr)
-        return ExitCode.USAGE
+        return fail(error, ExitCode.USAGE, debug=debug)
     except (IncompleteRunError, StorageError) as error:
-        print(f"emopillars: {error}", file=sys.stderr)
-        return ExitCode.FAILED
+        return fail(error, ExitCode.FAILED, debug=debug)
     _print_dataset(run_dir, counts)
     return ExitCode.OK
 
@@ -93,6 +93,7 @@ def _launch_config(config_file: Path | None, overrides: dict[str, Any], workers:
     config = load_config(config_file, **{**overrides, "execution": execution})
     if config.execution.executor != "local":
         raise ConfigError("launch runs local workers: remove `executor` from the config file")
+    check_output_folder(config.output_dir)
     return config
 
 
@@ -104,7 +105,7 @@ def _report(worker: WorkerExit) -> None:
     how = f"exit code {code}" if code > 0 else f"killed by signal {-code}"
     print(f"worker {worker.index} (GPU {worker.gpu}) FAILED, {how}; log: {worker.log}", flush=True)
     for line in log_tail(worker.log):
-        print(f"  | {line}", flush=True)
+        print(f"  | {redact_url(line)}", flush=True)
 
 
 def launch_command(
@@ -112,6 +113,8 @@ def launch_command(
     run_args: Sequence[str],
     config_file: Path | None,
     overrides: dict[str, Any],
+    *,
+    debug: bool = False,
 ) -> int:
     """`emopillars launch`: `run_args` are the `run` flags as given, passed on to each worker;
     `config_file` and `overrides` are those flags parsed."""
@@ -119,8 +122,7 @@ def launch_command(
         gpus = parse_gpus(gpus_flag)
         config = _launch_config(config_file, overrides, len(gpus))
     except ConfigError as error:
-        print(f"emopillars: {error}", file=sys.stderr)
-        return ExitCode.USAGE
+        return fail(error, ExitCode.USAGE, debug=debug)
     run_dir = config.output_dir
     print(f"launching {len(gpus)} workers, logs in {run_dir / 'logs'}", flush=True)
     exits = launch_workers(run_dir, gpus, run_args, on_exit=_report)
@@ -133,4 +135,4 @@ def launch_command(
             file=sys.stderr,
         )
         return ExitCode.FAILED
-    return assemble_command(run_dir)
+    return assemble_command(run_dir, debug=debug)

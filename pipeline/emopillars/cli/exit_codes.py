@@ -7,5 +7,6 @@ from enum import IntEnum
 
 class ExitCode(IntEnum):
     OK = 0
-    FAILED = 1  # the work failed: fix the cause and rerun (finished shards are kept)
+    FAILED = 1  # the work failed: fix the cause and rerun (finished shards are kept); also a
+    # reader that closed stdout before all of it was delivered (`... --json | head -1`)
     USAGE = 2  # nothing was attempted: the command, config or environment must change (argparse's)

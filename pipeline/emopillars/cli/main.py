@@ -21,6 +21,7 @@ from emopillars.cli.cluster import (
     worker_summary,
 )
 from emopillars.cli.exit_codes import ExitCode
+from emopillars.cli.failures import RESUME_HINT, check_output_folder, fail, silence_stdout
 from emopillars.cli.options import add_config_flags
 from emopillars.cli.progress import ShardProgress
 from emopillars.cluster.workers import with_scheduled_worker
@@ -30,6 +31,7 @@ from emopillars.dataset.report import quality_of_run, read_quality
 from emopillars.run.corpus import CorpusError
 from emopillars.run.status import status_json, status_table
 from emopillars.run.storage import StorageError
+from emopillars.secrets import RedactingFilter
 
 if TYPE_CHECKING:  # publishing imports huggingface_hub: only `publish` pays for it
     from emopillars.release.hub import HubClient
@@ -41,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
         prog="emopillars",
         description="Turn stories into a context-aware emotion dataset by distilling an LLM "
         "(the Emo Pillars method).",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error, show its traceback instead of one line (e.g. emopillars --debug run)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -92,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for name, value in vars(args).items():
-        if value is None or name in ("command", "config", "quiet"):
+        if value is None or name in ("command", "config", "quiet", "debug"):
             continue
         section, _, field = name.rpartition("__")
         target = overrides.setdefault(section, {}) if section else overrides
@@ -109,11 +116,19 @@ class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]  # generi
         super().emit(record)
 
 
+def _stderr_handler() -> logging.Handler:
+    # Whichever library logs a URL, its credentials do not reach the terminal or a log file.
+    handler = logging.StreamHandler()
+    handler.addFilter(RedactingFilter())
+    return handler
+
+
 def _configure_logging(quiet: bool) -> None:
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(message)s",
         datefmt="%H:%M:%S",
+        handlers=[_stderr_handler()],
     )
     for chatty in ("httpx", "httpx2", "openai"):  # one line per HTTP request otherwise
         logging.getLogger(chatty).setLevel(logging.WARNING)
@@ -122,6 +137,7 @@ def _configure_logging(quiet: bool) -> None:
     events = logging.getLogger("emopillars.events")
     if not any(isinstance(h, _CurrentStderr) for h in events.handlers):
         handler = _CurrentStderr()
+        handler.addFilter(RedactingFilter())
         handler.setFormatter(logging.Formatter("%(message)s"))
         events.addHandler(handler)
     events.propagate = False
@@ -131,6 +147,7 @@ def _configure_logging(quiet: bool) -> None:
 def _run(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     config = with_scheduled_worker(load_config(args.config, **overrides), os.environ)
+    check_output_folder(config.output_dir)
     _configure_logging(args.quiet)
     if config.execution.num_workers > 1:
         print(worker_banner(config), flush=True)
@@ -174,7 +191,12 @@ def _publish(args: argparse.Namespace, hub: HubClient | None) -> int:
     from emopillars.release.hub import HubError, PublishRefused
     from emopillars.release.publish import publish, publish_options
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[_stderr_handler()],
+    )
     try:
         options = publish_options(
             repo_id=args.repo_id,
@@ -187,11 +209,9 @@ def _publish(args: argparse.Namespace, hub: HubClient | None) -> int:
         result = publish(args.run_dir, options, hub)
     except (ConfigError, FileNotFoundError, PublishRefused) as error:
         # Nothing was attempted: the command or the environment must change first.
-        print(f"emopillars: {error}", file=sys.stderr)
-        return ExitCode.USAGE
+        return fail(error, ExitCode.USAGE, debug=args.debug)
     except (ReleaseCheckError, HubError, OSError) as error:
-        print(f"emopillars: {error}", file=sys.stderr)
-        return ExitCode.FAILED
+        return fail(error, ExitCode.FAILED, debug=args.debug)
     print(_publish_summary(result))
     return ExitCode.OK
 
@@ -225,17 +245,42 @@ def _publish_summary(result: PublishResult) -> str:
 
 
 def main(argv: Sequence[str] | None = None, hub: HubClient | None = None) -> int:
-    """`hub` replaces the real Hugging Face Hub for `publish` (tests pass a fake)."""
+    """`hub` replaces the real Hugging Face Hub for `publish` (tests pass a fake).
+
+    Every failure is one line on stderr (`--debug` shows the traceback instead) and an exit
+    code. A reader that closes our stdout early (`emopillars status DIR --json | head -1`)
+    ends the command quietly with exit code 1, as Python's docs on SIGPIPE do: not all of the
+    output was delivered, which a script may want to know (a shell without `pipefail` reports
+    the reader's exit code anyway)."""
     parser = _parser()
     # `launch` passes the flags it does not know on to its `run` workers.
     args, passed_on = parser.parse_known_args(argv)
+    try:
+        code = _command(parser, args, passed_on, hub)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        silence_stdout()
+        return ExitCode.FAILED
+    except OSError as error:  # what no command expected: a full disk, a read-only folder
+        return fail(error, ExitCode.FAILED, debug=args.debug)
+    return code
+
+
+def _command(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    passed_on: list[str],
+    hub: HubClient | None,
+) -> int:
+    debug: bool = args.debug
     if args.command == "launch":
         run_args = parser.parse_args(["run", *passed_on])  # a bad flag fails as in `run`
-        return launch_command(args.gpus, passed_on, run_args.config, _overrides(run_args))
+        overrides = _overrides(run_args)
+        return launch_command(args.gpus, passed_on, run_args.config, overrides, debug=debug)
     if passed_on:
         parser.error(f"unrecognized arguments: {' '.join(passed_on)}")
     if args.command == "assemble":
-        return assemble_command(args.run_dir)
+        return assemble_command(args.run_dir, debug=debug)
     if args.command == "publish":
         return _publish(args, hub)
     try:
@@ -249,12 +294,9 @@ def main(argv: Sequence[str] | None = None, hub: HubClient | None = None) -> int
             print(status_table(args.run_dir))
         return ExitCode.OK
     except (ConfigError, CorpusError, FileNotFoundError) as error:
-        print(f"emopillars: {error}", file=sys.stderr)
-        return ExitCode.USAGE
+        return fail(error, ExitCode.USAGE, debug=debug)
     except (StorageError, RuntimeError) as error:
-        print(f"emopillars: {error}", file=sys.stderr)
-        print("finished shards are kept; run the same command again to resume", file=sys.stderr)
-        return ExitCode.FAILED
+        return fail(error, ExitCode.FAILED, debug=debug, hint=RESUME_HINT)
 
 
 if __name__ == "__main__":

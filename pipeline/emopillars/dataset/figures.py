@@ -59,7 +59,8 @@ def _label_distribution(report: QualityReport) -> Figure:
     axes.set_ylim(len(LABELS), -1 + height)  # admiration on top
     axes.set_xlabel("share of examples")
     figure.suptitle("Labels given versus emotions asked for", y=0.985)
-    figure.legend(loc="upper center", bbox_to_anchor=(0.5, 0.96), ncols=len(bars))
+    if bars:  # an empty dataset has nothing to label
+        figure.legend(loc="upper center", bbox_to_anchor=(0.5, 0.96), ncols=len(bars))
     return figure
 
 
@@ -132,7 +133,8 @@ def _intensity(report: QualityReport) -> Figure:
     axes.set_xlabel("intensity of a kept label")
     axes.set_ylabel("share of labels")
     axes.set_title("Label intensities")
-    axes.legend(loc="upper left")  # labels below the threshold are not kept: empty there
+    if configs:  # labels below the threshold are not kept: the left end stays empty
+        axes.legend(loc="upper left")
     return figure
 
 

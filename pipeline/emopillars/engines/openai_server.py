@@ -1,6 +1,7 @@
 """A client for OpenAI-compatible servers: `vllm serve`, llama.cpp's servers, SGLang, TGI,
 hosted APIs. Requests go out concurrently (bounded); transient failures are retried with
 exponential backoff and jitter; a dead server ends the shard with an error, never a hang.
+Its messages and log lines redact credentials: the key, and any in the base URL.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tenacity import (
 from emopillars.config import ConfigError, ServerOptions
 from emopillars.engines.base import FinishReason, Request, Result
 from emopillars.engines.chat import as_dicts
+from emopillars.secrets import redact_url
 
 log = logging.getLogger("emopillars")
 _backoff = wait_exponential_jitter(initial=1.0, max=30.0, jitter=1.0)
@@ -80,6 +82,12 @@ class OpenAIServerEngine:
         self.options = options
         self._key = api_key(options)
         self._sleep = sleep
+        # What its messages must not show: the key read from the environment (the stand-in
+        # key of a local server is no secret) and, by redact_url, credentials in the URL.
+        self._secrets = (self._key,) if options.api_key_env else ()
+
+    def _clean(self, text: str) -> str:
+        return redact_url(text, self._secrets)
 
     def _request_body(self, request: Request) -> dict[str, Any]:
         sampling = request.sampling
@@ -143,7 +151,7 @@ class OpenAIServerEngine:
             sleep=self._sleep,
             stop=stop_after_attempt(self.options.max_retries + 1),
             before_sleep=lambda s: log.warning(
-                "server: %s; retry %d", _describe(s), s.attempt_number
+                "server: %s; retry %d", self._clean(_describe(s)), s.attempt_number
             ),
             reraise=True,
         )
@@ -156,14 +164,15 @@ class OpenAIServerEngine:
                         )
             except openai.BadRequestError as error:
                 if _is_context_overflow(error):
-                    return Result("", "error", 0, 0, error=f"prompt too long: {error.message}")
-                raise ServerError(_refusal(error, self.options)) from None
+                    detail = self._clean(f"prompt too long: {error.message}")
+                    return Result("", "error", 0, 0, error=detail)
+                raise ServerError(self._clean(_refusal(error, self.options))) from None
             except openai.APIStatusError as error:
                 if _is_transient(error):
-                    raise ServerError(_exhausted(error, self.options)) from None
-                raise ServerError(_refusal(error, self.options)) from None
+                    raise ServerError(self._clean(_exhausted(error, self.options))) from None
+                raise ServerError(self._clean(_refusal(error, self.options))) from None
             except (openai.APIConnectionError, openai.APITimeoutError) as error:
-                raise ServerError(_exhausted(error, self.options)) from None
+                raise ServerError(self._clean(_exhausted(error, self.options))) from None
         choice = completion.choices[0]
         usage = completion.usage
         reason: FinishReason = "length" if choice.finish_reason == "length" else "stop"

@@ -2,14 +2,14 @@
 
 It is a function of the run folder, the prompt files and the publish target: no publishing
 time (the Hub's commit records that), so publishing the same run twice writes the same file
-and uploads nothing new. Secrets in the config are redacted; the token never gets here.
+and uploads nothing new. Secrets in the config and in URLs are redacted (emopillars.secrets);
+the token never gets here.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,17 +24,10 @@ from emopillars.release.checks import ReleaseSummary
 from emopillars.run.layout import RunLayout
 from emopillars.run.manifest import Manifest, StageTotals
 from emopillars.run.storage import read_rows
+from emopillars.secrets import REDACTED, redact
 from emopillars.stages import STAGE_NAMES
 
-REDACTED = "<redacted>"
-# Config keys whose values are credentials, by their words: `hf_token` and `api_key` are,
-# `max_tokens` is not. `*_env` keys are exempt: they name the environment variable that holds
-# a secret, which is safe and useful to record.
-SECRET_WORDS = frozenset(
-    {"token", "secret", "password", "passwd", "credential", "credentials", "apikey", "auth"}
-)
-SECRET_PAIRS = ("api_key", "access_key", "private_key")
-URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+__all__ = ["REDACTED", "Provenance", "build_provenance", "redact"]
 
 
 class CorpusFingerprint(BaseModel):
@@ -117,30 +110,6 @@ def build_provenance(
         ],
         timestamps=_run_times(summary.run_dir, summary.plan["shards"]),
     )
-
-
-def redact(value: Any, secrets: tuple[str, ...] = ()) -> Any:
-    """A copy of a JSON value with credentials replaced: values of secret-named keys,
-    passwords in URLs, and any occurrence of the given secrets."""
-    if isinstance(value, dict):
-        return {
-            key: REDACTED if _is_secret_key(key) and item is not None else redact(item, secrets)
-            for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [redact(item, secrets) for item in value]
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, REDACTED)
-        return URL_CREDENTIALS.sub(f"{REDACTED}@", value)
-    return value
-
-
-def _is_secret_key(key: str) -> bool:
-    name = key.lower().replace("-", "_")
-    if name.endswith("_env"):
-        return False
-    return bool(SECRET_WORDS & set(name.split("_"))) or any(pair in name for pair in SECRET_PAIRS)
 
 
 def _corpus_fingerprint(summary: ReleaseSummary) -> CorpusFingerprint:

@@ -49,12 +49,16 @@ class ShardAnswers:
         self.reparsed = 0  # answered from the kept answers of a finished computation
 
     def lookup(self, key: str) -> Result | None:
-        if key in self.journal.answers:
+        """A usable earlier answer to this request. An engine error (a dead server, a prompt
+        over the context) is no answer: its request is sent again."""
+        journaled = self.journal.answers.get(key)
+        if journaled is not None and journaled.finish_reason != "error":
             self.replayed += 1
-            return self.journal.answers[key]
-        if key in self.kept:
+            return journaled
+        kept = self.kept.get(key)
+        if kept is not None and kept.finish_reason != "error":
             self.reparsed += 1
-            return self.kept[key]
+            return kept
         return None
 
     def record(self, answered: list[tuple[str, Result]]) -> None:

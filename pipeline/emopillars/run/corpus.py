@@ -1,7 +1,13 @@
 """Story corpora: JSONL, CSV, Parquet or a folder of .txt files, with a field mapping.
 
-A bad row (undecodable bytes, malformed JSON, a missing field, empty text, a duplicate id,
-text too long for the model) becomes a reject with a reason; loading goes on.
+A bad row (undecodable bytes, malformed JSON, a missing field, a value that is not text,
+chat-template markup, control characters, empty text, a duplicate id, text too long for the
+model) becomes a reject with a reason; loading goes on. A field mapping that matches no
+column of the corpus is a CorpusError naming the columns there are.
+
+Story text goes into prompts verbatim, and every engine renders prompts through a chat
+template whose tokenizer turns markup such as `<|im_start|>` into real control tokens: a story
+holding it could open turns of its own. Such rows are rejected (`special_tokens`).
 """
 
 from __future__ import annotations
@@ -9,7 +15,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +54,20 @@ class FieldMap:
 
 _RawRow = tuple[str, "dict[str, Any] | CorpusReject"]
 
+# Chat-control markup of the common template families. Tokenizers match special tokens as
+# exact strings, so these patterns are case-sensitive.
+SPECIAL_TOKENS = re.compile(
+    r"<[|\uff5c][^<>|\uff5c\s]{1,40}[|\uff5c]>"  # ChatML, Llama 3, Phi, Qwen; DeepSeek's ｜
+    r"|<[a-z]+(?:_[a-z]+)+>"  # Gemma <start_of_turn>, StarCoder/SmolLM <file_sep>, <gh_stars>
+    r"|</?s>|<<SYS>>|<</SYS>>|\[/?INST\]|\[/?SYSTEM_PROMPT\]|\[/?AVAILABLE_TOOLS\]"
+    r"|\[/?TOOL_RESULTS\]|\[TOOL_CALLS\]"  # Llama 2, Mistral
+    r"|<(?:bos|eos|pad|unk|mask|reponame|filename)>"
+)
+# C0 and C1 control characters and DEL. In text and titles, the whitespace among them
+# separates words and the rest are dropped; NUL rejects the row; an id may hold none.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_FLAGS = {"id": "--id-field", "title": "--title-field", "text": "--text-field"}
+
 
 def detect_format(path: Path) -> str:
     if path.is_dir():
@@ -59,6 +80,23 @@ def detect_format(path: Path) -> str:
             ".txt files, or pass --corpus-format"
         )
     return formats[suffix]
+
+
+def _check_columns(path: Path, columns: Iterable[str], fields: FieldMap, lacks: str) -> None:
+    """Raise when the field mapping names columns the corpus lacks: the id and text, and the
+    title when it is mapped to a name other than the default (a corpus may have no titles)."""
+    present = set(columns)
+    wanted = {"id": fields.id, "text": fields.text}
+    if fields.title != FieldMap.title:
+        wanted["title"] = fields.title
+    missing = [
+        f"{name!r} (set {_FLAGS[key]})" for key, name in wanted.items() if name not in present
+    ]
+    if missing:
+        raise CorpusError(
+            f"corpus {path}: {lacks} {' or '.join(missing)}; the fields it has are "
+            f"{sorted(present)}"
+        )
 
 
 def _jsonl_rows(path: Path) -> Iterator[_RawRow]:
@@ -81,21 +119,29 @@ def _jsonl_rows(path: Path) -> Iterator[_RawRow]:
             yield location, value
 
 
-def _csv_rows(path: Path) -> Iterator[_RawRow]:
+def _csv_rows(path: Path, fields: FieldMap) -> Iterator[_RawRow]:
     # surrogateescape keeps undecodable bytes as lone surrogates, so one bad row is found
     # and rejected instead of failing the whole file.
     text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    # A short row's missing cells read as empty; a long row's extra cells land under None.
+    reader = csv.DictReader(io.StringIO(text, newline=""), restval="")
+    _check_columns(path, reader.fieldnames or [], fields, "its header has no field")
     for number, row in enumerate(reader, start=2):
         location = f"line {number}"
+        if None in row:
+            detail = f"more cells than the header's {len(reader.fieldnames or [])}"
+            yield location, CorpusReject(location, None, "malformed_row", detail)
+            continue
         if any(_has_surrogates(str(value)) for value in row.values()):
             yield location, CorpusReject(location, None, "undecodable", "invalid UTF-8 bytes")
             continue
         yield location, dict(row)
 
 
-def _parquet_rows(path: Path) -> Iterator[_RawRow]:
-    for number, row in enumerate(pq.read_table(path).to_pylist()):
+def _parquet_rows(path: Path, fields: FieldMap) -> Iterator[_RawRow]:
+    table = pq.read_table(path)
+    _check_columns(path, table.column_names, fields, "it has no column")
+    for number, row in enumerate(table.to_pylist()):
         location = f"row {number}"
         decoded: dict[str, Any] = {}
         try:
@@ -132,17 +178,19 @@ def load_corpus(
     kind = detect_format(path) if corpus_format == "auto" else corpus_format
     readers = {
         "jsonl": lambda: _jsonl_rows(path),
-        "csv": lambda: _csv_rows(path),
-        "parquet": lambda: _parquet_rows(path),
+        "csv": lambda: _csv_rows(path, fields),
+        "parquet": lambda: _parquet_rows(path, fields),
         "txt": lambda: _txt_rows(path, fields),
     }
     stories: list[Story] = []
     rejects: list[CorpusReject] = []
     seen: set[str] = set()
+    keys: set[str] = set()  # every field of every row, for a JSONL file's mapping check
     for location, row in readers[kind]():
         if isinstance(row, CorpusReject):
             rejects.append(row)
             continue
+        keys.update(str(key) for key in row)
         outcome = _story(location, row, fields, max_chars, seen)
         if isinstance(outcome, CorpusReject):
             rejects.append(outcome)
@@ -151,23 +199,45 @@ def load_corpus(
             stories.append(outcome)
     if not stories and not rejects:
         raise CorpusError(f"corpus {path} is empty")
+    if kind == "jsonl" and keys:
+        _check_columns(path, keys, fields, "no line has the field")
     return stories, rejects
 
 
 def _story(
     location: str, row: dict[str, Any], fields: FieldMap, max_chars: int, seen: set[str]
 ) -> Story | CorpusReject:
-    for name in (fields.id, fields.text):
+    for key, name in (("id", fields.id), ("text", fields.text)):
         if name not in row:
-            flag = "--id-field" if name == fields.id else "--text-field"
-            detail = f"no field {name!r}; found {sorted(row)} (map fields with {flag})"
+            detail = f"no field {name!r}; found {sorted(map(str, row))} (map it with {_FLAGS[key]})"
             return CorpusReject(location, None, "missing_field", detail)
-    story_id = str(row[fields.id]).strip() if row[fields.id] is not None else ""
+    # An integer id (JSON, Parquet) is taken as its decimal text; any other non-string is not.
+    raw_id = row[fields.id]
+    if isinstance(raw_id, int) and not isinstance(raw_id, bool):
+        raw_id = str(raw_id)
+    raw_title = row.get(fields.title)  # absent or null: the id stands in
+    for key, value in (("id", raw_id), ("text", row[fields.text]), ("title", raw_title)):
+        if not isinstance(value, str) and not (key == "title" and value is None):
+            detail = f"the {key} field {getattr(fields, key)!r} holds {_kind(value)}"
+            return CorpusReject(location, None, "not_text", detail)
+    story_id = raw_id.strip()
+    if _CONTROL.search(story_id):
+        detail = f"the id holds {_found(_CONTROL.findall(story_id))}"
+        return CorpusReject(location, None, "control_characters", detail)
     if not story_id:
         return CorpusReject(location, None, "missing_id", "empty id")
-    text = " ".join(str(row[fields.text] or "").split())
+    for key, value in (("text", row[fields.text]), ("title", raw_title or "")):
+        if "\x00" in value:
+            return CorpusReject(location, story_id, "control_characters", f"NUL in the {key}")
+    text = _clean(row[fields.text])
     if not text:
         return CorpusReject(location, story_id, "empty_text", "")
+    title = _clean(raw_title or "") or story_id
+    for key, value in (("id", story_id), ("title", title), ("text", text)):
+        markup = SPECIAL_TOKENS.findall(value)
+        if markup:
+            detail = f"chat-template markup in the {key}: {_found(markup)}"
+            return CorpusReject(location, story_id, "special_tokens", detail)
     if story_id in seen:
         return CorpusReject(
             location, story_id, "duplicate_id", "the first row with this id is kept"
@@ -175,8 +245,22 @@ def _story(
     if len(text) > max_chars:
         detail = f"{len(text)} characters > max_story_chars {max_chars}"
         return CorpusReject(location, story_id, "too_long", detail)
-    title = str(row.get(fields.title) or story_id).strip()
     return Story(story_id=story_id, title=title, text=text)
+
+
+def _clean(value: str) -> str:
+    """Whitespace runs (line breaks and tabs among them) as one space; other control
+    characters dropped."""
+    spaced = "".join(" " if char.isspace() else char for char in value)
+    return " ".join(_CONTROL.sub("", spaced).split())
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else f"a {type(value).__name__} ({str(value)[:40]!r})"
+
+
+def _found(items: list[str]) -> str:
+    return ", ".join(repr(item) for item in dict.fromkeys(items))
 
 
 def fields_from(config: RunConfig) -> FieldMap:

@@ -14,7 +14,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from emopillars.run.plan import shards_of_worker
 from emopillars.run.record import RunRecord, write_run_record
 from emopillars.run.storage import read_rows, write_parquet
 from emopillars.run.telemetry import PrefixShare
+from emopillars.secrets import redact
 from emopillars.stages import STAGES, Stage, stage_context
 from emopillars.stages.base import Reject, Row, Step
 from emopillars.stages.decoding import decode
@@ -330,10 +331,13 @@ class Runner:
     def prepare(self) -> dict[str, Any]:
         """Settle the plan and the story shards, and record what the run is in run.json."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        # A record, not what is sent: credentials (in a --base-url, say) are redacted, the same
+        # way by every worker, so the identity the plan checks is that of the redacted record
+        # and a rotated key does not make a new run. Request keys use the engine info as is.
         record = RunRecord(
             # Without the execution section: every worker of a run writes the same record.
-            config=self.config.model_dump(mode="json", exclude={"execution"}),
-            engine=self.spec.info,
+            config=redact(self.config.model_dump(mode="json", exclude={"execution"})),
+            engine=replace(self.spec.info, **redact(asdict(self.spec.info))),
             prompt_version=self.config.prompt_version,
             prompt_files_sha256=self.ctx.prompt_files_sha256,
         )

@@ -51,7 +51,7 @@ def names_only_emotion(text: str, lexicon: EmotionLexicon) -> str | None:
     if not said:
         return None
     content = [word for word in said if word not in _NOT_NAMES]
-    if all(word in lexicon.labels_of for word in content):
+    if content and all(word in lexicon.labels_of for word in content):
         return "only emotion words"
     if (
         said[0] in lexicon.labels_of

@@ -1,0 +1,174 @@
+"""Messages, not tracebacks: every failure of a command is one line naming the path and what
+to do, and an exit code; `emopillars --debug` shows the traceback instead; a reader that
+closes the pipe early ends the command quietly."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import fake_config
+from emopillars.api import run_pipeline
+from emopillars.cli import main
+
+
+def emopillars(*args: str, stdout: int = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "emopillars", *args],
+        stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def fake_run_args(corpus: Path, output: Path) -> list[str]:
+    return ["run", "--engine", "fake", "--corpus", str(corpus), "--output", str(output),
+            "--max-stories", "2", "--quiet"]  # fmt: skip
+
+
+@pytest.fixture
+def finished(corpus: Path, tmp_path: Path) -> Path:
+    config = fake_config(corpus, tmp_path / "finished", max_stories=2)
+    run_pipeline(config)
+    return config.output_dir
+
+
+# -- a closed pipe -------------------------------------------------------------------------
+
+
+def test_a_reader_gone_before_the_output_ends_the_command_quietly(finished: Path) -> None:
+    # As `emopillars status DIR --json | head -0`: the reader is gone before the first write,
+    # so the write fails for certain (a reader that goes after one line races the writer).
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        result = emopillars("status", str(finished), "--json", stdout=writer)
+    finally:
+        os.close(writer)
+    assert result.stderr == ""  # no traceback, not even "Exception ignored"
+    assert result.returncode == 1  # not all the output was delivered (Python's docs' choice)
+
+
+def test_a_reader_that_takes_one_line_sees_no_traceback(finished: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emopillars", "status", str(finished), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.readline()
+    process.stdout.close()
+    errors = process.stderr.read()
+    code = process.wait(timeout=120)
+    assert first == "{\n"
+    assert errors == ""
+    assert code in (0, 1)  # 0 when the whole output fitted into the pipe before it closed
+
+
+# -- a path in the way ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_an_output_that_is_a_file_is_refused_before_any_work(
+    inside: bool, corpus: Path, tmp_path: Path
+) -> None:
+    file = tmp_path / "results"
+    file.write_text("not a folder\n")
+    output = file / "run" if inside else file
+    result = emopillars(*fake_run_args(corpus, output))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"emopillars: --output {output} "
+        + (f"is inside {file}, which is" if inside else "is")
+        + " a file, not a folder: choose another --output"
+    ]
+    assert file.read_text() == "not a folder\n"
+
+
+@pytest.mark.parametrize(
+    ("in_the_way", "message"),
+    [
+        ("manifest", "cannot use {path}/actors: Not a directory; a file is where a folder"),
+        ("manifest/actors", "cannot create {path}: File exists; a file is in the way"),
+    ],
+)
+def test_a_file_where_the_run_needs_a_folder_is_one_line_and_exit_1(
+    in_the_way: str,
+    message: str,
+    corpus: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    output = tmp_path / "run"
+    blocker = output / in_the_way
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("in the way\n")
+    assert main(fake_run_args(corpus, output)) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"emopillars: {message.format(path=blocker)}")
+
+
+def test_a_file_in_the_way_shows_no_traceback_in_a_real_process(
+    corpus: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "run"
+    output.mkdir()
+    (output / "manifest").write_text("in the way\n")
+    result = emopillars(*fake_run_args(corpus, output))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert f"emopillars: cannot use {output / 'manifest'}" in result.stderr
+    debugged = emopillars("--debug", *fake_run_args(corpus, output))
+    assert debugged.returncode == 1
+    assert "Traceback" in debugged.stderr and "NotADirectoryError" in debugged.stderr
+
+
+# -- errors a test cannot cause for real (the tests run as root: chmod stops nothing) --------
+
+
+@pytest.mark.parametrize(
+    ("code", "line"),
+    [
+        (errno.ENOSPC, "cannot write {path}: No space left on device; free some space, then run "
+                       "the same command again"),
+        (errno.EROFS, "cannot write {path}: Read-only file system; the file system is "
+                      "read-only: choose a writable folder"),
+        (errno.EACCES, "cannot access {path}: Permission denied; check its permissions, or "
+                       "choose another path"),
+    ],
+)  # fmt: skip
+def test_a_failing_disk_is_one_line_naming_the_path_and_exit_1(
+    code: int,
+    line: str,
+    corpus: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import emopillars.run.runner
+
+    output = tmp_path / "run"
+
+    def failing_write(layout: object, record: object) -> None:
+        raise OSError(code, os.strerror(code), str(output / "run.json"))
+
+    monkeypatch.setattr(emopillars.run.runner, "write_run_record", failing_write)
+    assert main(fake_run_args(corpus, output)) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "emopillars: " + line.format(path=output / "run.json")
+    ]
+    with pytest.raises(OSError) as raised:  # --debug: the error itself, with its traceback
+        main(["--debug", *fake_run_args(corpus, output)])
+    assert raised.value.errno == code
+
+
+def test_debug_raises_what_is_otherwise_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", str(tmp_path)]) == 2
+    line = capsys.readouterr().err
+    assert line.startswith("emopillars: ") and "not an emopillars run folder" in line
+    with pytest.raises(Exception, match="not an emopillars run folder"):
+        main(["--debug", "status", str(tmp_path)])
