@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -45,8 +46,11 @@ def test_pipeline_runs_on_vllm_with_a_template_without_system_role(
                "--enforce-eager", "--max-stories", "1", "--max-actors", "1",
                "--output", str(out), "--quiet"]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "engine: vllm" in result.stdout
+    # One story of the 135M model may leave no context that passes the quality gates: the run
+    # then assembles what it has and exits 1 saying so. Anything else must succeed.
+    emptied = re.search(r"stage (contexts|rewrites) kept nothing", result.stderr)
+    assert result.returncode == 0 or (result.returncode == 1 and emptied), result.stderr[-3000:]
+    assert json.loads((out / "run.json").read_text())["engine"]["name"] == "vllm"
 
     status = json.loads(
         subprocess.run(
