@@ -20,10 +20,12 @@ COPY prompts/ prompts/
 COPY corpora/sample/ corpora/sample/
 
 # The project and its runtime dependencies, without the test tools. The `vllm` extra pins the
-# image's own vLLM version, so pip keeps it (and would stop if the two disagreed). The
-# embedded CPU engine (llama-cpp-python) builds from source, with the lean build flags.
+# image's own vLLM version, so pip keeps it (and would stop if the two disagreed); the `train`
+# extra (`emopillars train`/`evaluate`) asks only for what the image's CUDA torch and
+# transformers already are. The embedded CPU engine (llama-cpp-python) builds from source,
+# with the lean build flags.
 RUN CMAKE_ARGS="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF" \
-    python3 -m pip install --no-cache-dir "./[vllm]"
+    python3 -m pip install --no-cache-dir "./[vllm,train]"
 
 # A numeric non-root user, so that Kubernetes' runAsNonRoot can check it. /cache is open to
 # every user (sticky, like /tmp) for runs with `docker run --user "$(id -u):$(id -g)"`.

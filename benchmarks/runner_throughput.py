@@ -1,42 +1,115 @@
-"""Runner throughput with the fake engine: how fast the pipeline itself (prompt rendering,
-fingerprints, parsing, Parquet, manifest, assembly) moves records, single process.
+"""Runner throughput with an instant engine: what the pipeline itself (prompt rendering, request
+keys, fingerprints, journal, parsing, Parquet, markers) costs per record, single process.
 
-    python benchmarks/runner_throughput.py [--stories 48] [--actors 8]
+    python benchmarks/runner_throughput.py [--stories 48] [--actors 8] [--shard-size N] [--json]
+
+The engine is instant: a first run records the fake engine's answers by request key; the
+measured run, in a fresh folder with the same config, gets each answer by a dict lookup, so
+its CPU time is the runner's alone. It runs every stage over a synthetic corpus (the one of
+gpu_occupancy.py: 18 named characters per story), at the default settings unless told
+otherwise. Records are utterance records (the utterances stage's output rows). CPU seconds
+are the process's (user + system), wall seconds include waiting for fsync. Assembly (the
+dataset, its quality report and figures: a fixed cost per run, not per record) is not
+counted; `--with-assembly` times run_pipeline instead, assembly included.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from emopillars.api import run_pipeline
 from emopillars.config import RunConfig
+from emopillars.engines import Request, Result, engine_spec
+from emopillars.engines.fake import FakeEngine
+from emopillars.run.runner import Runner
 from emopillars.run.status import stage_totals
+from gpu_occupancy import synthetic_corpus
+
+
+class RecordingFake(FakeEngine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.answers: dict[str, Result] = {}
+
+    def generate(self, requests: Sequence[Request]) -> list[Result]:
+        results = super().generate(requests)
+        self.answers.update((r.key, result) for r, result in zip(requests, results, strict=True))
+        return results
+
+
+class InstantEngine:
+    """Answers recorded by key: the engine costs a dict lookup."""
+
+    def __init__(self, answers: dict[str, Result]) -> None:
+        self.answers = answers
+
+    def generate(self, requests: Sequence[Request]) -> list[Result]:
+        return [self.answers[request.key] for request in requests]
+
+    def close(self) -> None:
+        pass
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stories", type=int, default=48)
-    parser.add_argument("--actors", type=int, default=8)
-    parser.add_argument("--shard-size", type=int, default=8)
+    parser.add_argument("--actors", type=int, default=RunConfig().max_actors)
+    parser.add_argument("--shard-size", type=int, default=RunConfig().shard_size)
+    parser.add_argument("--with-assembly", action="store_true")
+    parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        config = RunConfig(
-            engine="fake", output=Path(folder) / "run", max_stories=args.stories,
-            max_actors=args.actors, shard_size=args.shard_size,
-        )  # fmt: skip
-        began = time.perf_counter()
-        run_pipeline(config)
-        wall = time.perf_counter() - began
-        totals = stage_totals(config.output_dir)
-    utterances = totals["utterances"].outputs
+        corpus = synthetic_corpus(Path(folder) / "stories.jsonl", args.stories)
+
+        def config(name: str) -> RunConfig:
+            return RunConfig(
+                engine="fake", corpus=corpus, output=Path(folder) / name,
+                max_stories=args.stories, max_actors=args.actors, shard_size=args.shard_size,
+            )  # fmt: skip
+
+        recorder = RecordingFake()
+        warm = config("warm")
+        Runner(warm, replace(engine_spec(warm), load=lambda: recorder)).run()
+        measured = config("measured")
+        spec = replace(engine_spec(measured), load=lambda: InstantEngine(recorder.answers))
+        cpu, wall = time.process_time(), time.perf_counter()
+        if args.with_assembly:
+            from emopillars.api import run_pipeline
+
+            run_pipeline(measured, spec)
+        else:
+            Runner(measured, spec).run()
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        totals = stage_totals(measured.output_dir)
+    records = totals["utterances"].outputs
     requests = sum(t.requests_sent for t in totals.values())
-    print(f"stories {args.stories}, actors/story <= {args.actors}, shard size {args.shard_size}")
-    print(f"utterance records: {utterances}; LLM requests: {requests}; wall {wall:.1f} s")
-    print(f"runner throughput: {utterances / wall:.0f} utterance records/s, "
-          f"{requests / wall:.0f} requests/s (fake engine, 1 process)")  # fmt: skip
+    figures = {
+        "records_per_cpu_second": round(records / cpu, 1),
+        "records_per_second": round(records / wall, 1),
+        "utterance_records": records,
+        "requests": requests,
+        "cpu_s": round(cpu, 3),
+        "wall_s": round(wall, 3),
+        "stories": args.stories,
+        "max_actors": args.actors,
+        "shard_size": args.shard_size,
+        "assembly": args.with_assembly,
+    }
+    if args.json:
+        print(json.dumps(figures))
+        return
+    what = "stages and assembly" if args.with_assembly else "stages, assembly not counted"
+    print(f"stories {args.stories}, actors/story <= {args.actors}, shard size {args.shard_size}; "
+          f"instant engine, 1 process ({what})")  # fmt: skip
+    print(f"utterance records: {records}; LLM requests: {requests}; "
+          f"CPU {cpu:.2f} s; wall {wall:.2f} s")  # fmt: skip
+    print(f"runner throughput: {records / cpu:.0f} utterance records per CPU-second, "
+          f"{records / wall:.0f} per wall-second")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -73,9 +73,10 @@ def test_the_image_is_the_pinned_vllm_run_by_a_user_with_volumes_and_no_token() 
     assert "HF_HOME=/cache/huggingface" in environment
     for secret in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
         assert secret not in environment and not any(secret in arg for arg in of("ARG"))
-    # The test tools stay out: pip installs the project with the vllm extra only.
+    # The test tools stay out: pip installs the project with the vllm and train extras only.
     [install] = [run for run in of("RUN") if "pip install" in run]
-    assert "[vllm]" in install and "test" not in install and "--no-cache-dir" in install
+    assert '"./[vllm,train]"' in install and "test" not in install
+    assert "--no-cache-dir" in install
 
 
 def _pattern(glob: str) -> re.Pattern[str]:

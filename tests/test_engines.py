@@ -4,6 +4,7 @@ fail-fast and structured-output behaviour against a scripted local server."""
 from __future__ import annotations
 
 import time
+from contextlib import closing
 
 import pytest
 from conformance import check_conformance, conformance_batch, conformance_of, constrained
@@ -34,9 +35,9 @@ def test_embedded_llamacpp_engine_conforms() -> None:
 def test_openai_engine_conforms_in_every_structured_output_mode(mode: str) -> None:
     script = Script()
     with scripted_server(script) as url:
-        engine = OpenAIServerEngine("m", options(url, structured_outputs=mode))
         batch = conformance_batch("openai")
-        assert check_conformance(engine, batch) == ["valid"] * len(batch)
+        with closing(OpenAIServerEngine("m", options(url, structured_outputs=mode))) as engine:
+            assert check_conformance(engine, batch) == ["valid"] * len(batch)
     # Requests go out concurrently: find the body of the first request by its prompt.
     prompt = batch[0].messages[0].content
     body = next(b for b in script.bodies if b["messages"][0]["content"] == prompt)
@@ -62,7 +63,8 @@ def test_transient_failures_are_retried_with_backoff() -> None:
         engine = OpenAIServerEngine(
             "m", options(url, concurrency=1, request_timeout_s=0.5, max_retries=4), sleep=sleep
         )
-        results = engine.generate(conformance_batch("openai")[:1])
+        with closing(engine):
+            results = engine.generate(conformance_batch("openai")[:1])
     assert results[0].finish_reason == "stop" and results[0].text.startswith("{")
     assert len(script.bodies) == 4  # 429, 500, a timed-out slow answer, then the answer
     # The 429's Retry-After (0 s) is honoured; then exponential backoff from 1 s with up to
@@ -78,15 +80,17 @@ def test_a_refused_key_fails_fast_with_the_variable_to_check(
     script = Script(failures=["401"] * 10)
     with scripted_server(script) as url:
         engine = OpenAIServerEngine("m", options(url, api_key_env="TEST_SERVER_KEY"))
-        with pytest.raises(ServerError, match="TEST_SERVER_KEY") as failure:
+        with closing(engine), pytest.raises(ServerError, match="TEST_SERVER_KEY") as failure:
             engine.generate(conformance_batch("openai")[:1])
     assert len(script.bodies) == 1, "a 401 must not be retried"
     assert "sk-test-not-real" not in str(failure.value)
 
 
 def test_a_prompt_over_the_context_is_a_result_not_a_crash() -> None:
-    with scripted_server(Script(failures=["400ctx"])) as url:
-        engine = OpenAIServerEngine("m", options(url, concurrency=1))
+    with (
+        scripted_server(Script(failures=["400ctx"])) as url,
+        closing(OpenAIServerEngine("m", options(url, concurrency=1))) as engine,
+    ):
         results = engine.generate(conformance_batch("openai")[:2])
     assert results[0].finish_reason == "error" and "prompt too long" in (results[0].error or "")
     assert results[1].finish_reason == "stop"
@@ -103,7 +107,7 @@ def test_a_dead_server_ends_with_an_error_instead_of_hanging() -> None:
         "m", options(url, max_retries=2, request_timeout_s=1.0), sleep=no_wait
     )
     began = time.monotonic()
-    with pytest.raises(ServerError, match="still failing after 2 retries"):
+    with closing(engine), pytest.raises(ServerError, match="still failing after 2 retries"):
         engine.generate(conformance_batch("openai"))
     assert time.monotonic() - began < 30
 
@@ -158,7 +162,10 @@ def test_keys_in_the_base_url_stay_out_of_errors_and_retry_warnings(
         options(url, max_retries=2, request_timeout_s=1.0, api_key_env="TEST_SERVER_KEY"),
         sleep=no_wait,
     )
-    with pytest.raises(ServerError, match="still failing after 2 retries") as failure:
+    with (
+        closing(engine),
+        pytest.raises(ServerError, match="still failing after 2 retries") as failure,
+    ):
         engine.generate(conformance_batch("openai")[:1])
     message = str(failure.value)
     assert f"http://{REDACTED}@127.0.0.1:" in message and f"api_key={REDACTED}" in message

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -34,15 +35,16 @@ def test_real_server_answers_conform_when_the_schema_is_sent_its_way(server: Lla
         {"engine": "openai", "model": "smollm2",
          "server": {"base_url": server.base_url, "structured_outputs": "llamacpp"}}
     )  # fmt: skip
-    engine = OpenAIServerEngine("smollm2", config.server)
-    verdicts = check_conformance(engine, conformance_batch("llama-server", 1.15))
+    with closing(OpenAIServerEngine("smollm2", config.server)) as engine:
+        verdicts = check_conformance(engine, conformance_batch("llama-server", 1.15))
     assert constrained(verdicts)
 
     # Sent the vLLM way, the schema is ignored by this server: the answers must be flagged
     # (and so become rejects), not pass as data.
     ignoring = OpenAIServerEngine("smollm2", config.server.model_copy(
         update={"structured_outputs": "vllm"}))  # fmt: skip
-    verdicts = check_conformance(ignoring, conformance_batch("llama-server", 1.15))
+    with closing(ignoring):
+        verdicts = check_conformance(ignoring, conformance_batch("llama-server", 1.15))
     assert verdicts.count("valid") < len(verdicts)
 
 

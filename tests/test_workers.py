@@ -238,7 +238,10 @@ def test_worker_processes_build_the_single_worker_dataset(corpus: Path, tmp_path
 # process right before the first batch that finds story shard 1 through every stage and answers
 # of story shard 3 journaled: inside a shard, never between two. It reads only its own shards'
 # files, runs one thread on the deterministic fake engine, and so dies at the same batch on
-# every run, whatever worker 0 or the machine's load are doing.
+# every run, whatever worker 0 or the machine's load are doing. It computes one story shard
+# at a time (shards_in_flight=1), so that "shard 1 done, shard 3 mid-stage, nothing of shard 5"
+# is a state it passes through; the rerun takes the default, many shards at once
+# (test_schedule.py kills a run that has many in flight).
 VICTIM = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
@@ -256,7 +259,7 @@ def kill_in_story_shard_3():
         os.kill(os.getpid(), signal.SIGKILL)
 
 overrides = dict(engine="fake", corpus=Path({corpus!r}), output=run_dir, shard_size=1,
-                 max_actors=2, num_workers=2, worker_index=1)
+                 max_actors=2, num_workers=2, worker_index=1, shards_in_flight=1)
 config = with_scheduled_worker(load_config(None, **overrides), os.environ)
 recorder = Recorder(before_batch=kill_in_story_shard_3)
 run_pipeline(config, recording_spec(config, recorder, batch_size=3))

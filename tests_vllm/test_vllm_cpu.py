@@ -125,7 +125,10 @@ def test_vllm_serve_honours_structured_outputs_sent_the_vllm_way(vllm_server: st
     engine = OpenAIServerEngine(
         "smollm2", ServerOptions(base_url=vllm_server, structured_outputs="vllm")
     )
-    verdicts = check_conformance(engine, conformance_batch("vllm-serve", 1.15))
+    try:
+        verdicts = check_conformance(engine, conformance_batch("vllm-serve", 1.15))
+    finally:
+        engine.close()
     # A server that ignored the schema would give prose here, as the llama server does.
     assert constrained(verdicts)
 

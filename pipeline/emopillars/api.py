@@ -9,6 +9,8 @@ from typing import Any
 from emopillars.config import RunConfig
 from emopillars.dataset.assemble import assemble
 from emopillars.engines import EngineSpec
+from emopillars.run import lock
+from emopillars.run.check import RunCheck, check_run
 from emopillars.run.layout import RunLayout
 from emopillars.run.plan import read_plan, shards_of_worker
 from emopillars.run.record import read_run_record
@@ -57,14 +59,16 @@ def run_pipeline(
     pass a recording fake); `on_shard` is called after each (stage, shard), with its marker, or None
     when it was already done."""
     runner = Runner(config, engine, on_shard)
-    if config.execution.executor == "ray":
-        from emopillars.cluster.ray_tasks import run_on_ray  # Ray is an optional extra
+    # One writer per folder (run/lock.py), through assembly, which writes dataset/ too.
+    with lock.for_run(config):
+        if config.execution.executor == "ray":
+            from emopillars.cluster.ray_tasks import run_on_ray  # Ray is an optional extra
 
-        plan = run_on_ray(runner, engine)
-    else:
-        plan = runner.run()
-    alone = config.execution.num_workers == 1
-    counts = assemble(runner.run_dir, plan, config.seed, config.license) if alone else None
+            plan = run_on_ray(runner, engine)
+        else:
+            plan = runner.run()
+        alone = config.execution.num_workers == 1
+        counts = assemble(runner.run_dir, plan, config.seed, config.license) if alone else None
     # Only a lone run sees every shard's totals; any worker sees the corpus that all share.
     _raise_if_empty(config, runner.run_dir, plan, stages=alone)
     return RunResult(
@@ -115,6 +119,12 @@ def _raise_if_empty(config: RunConfig, run_dir: Path, plan: dict[str, Any], stag
 def _reasons(counts: dict[str, int]) -> str:
     ordered = sorted(counts.items(), key=lambda item: -item[1])
     return ", ".join(f"{reason} {n}" for reason, n in ordered) or "none"
+
+
+def check_run_folder(run_dir: Path) -> RunCheck:
+    """Verify a run folder's integrity chain and its dataset against dataset/manifest.json;
+    reads only (`emopillars assemble --check`)."""
+    return check_run(run_dir, read_plan(RunLayout(run_dir)))
 
 
 def assemble_run(run_dir: Path) -> dict[str, dict[str, int]]:

@@ -135,6 +135,17 @@ class ExecutionOptions(BaseModel):
     gpus_per_task: float | None = Field(
         None, ge=0.0, description="GPUs per Ray task; default vllm's tensor-parallel size, else 0"
     )
+    # The schedule (run/schedule.py): neither changes the data, only how full the engine is.
+    max_in_flight: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="requests kept at the engine at once, over many story shards; default the "
+        "engine's (vllm 1024, openai 8 x concurrency, llamacpp 4)",
+    )
+    shards_in_flight: int = Field(
+        32, ge=1, le=4096, description="story shards a worker computes at once, at most"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ExecutionOptions:
@@ -276,18 +287,49 @@ def load_config(path: Path | None = None, **overrides: Any) -> RunConfig:
     """Read a YAML config (optional) and apply flag overrides; None overrides are ignored."""
     values: dict[str, Any] = {}
     if path is not None:
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as error:
-            raise ConfigError(f"cannot read config {path}: {error}") from error
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config {path} must be a mapping of field: value")
-        values.update(loaded or {})
+        values.update(read_config_file(path))
     _merge(values, {key: value for key, value in overrides.items() if value is not None})
     try:
         return RunConfig.model_validate(values)
     except ValidationError as error:
         raise ConfigError(f"invalid config: {describe(error)}") from None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The fields of a YAML config file; ConfigError, one line naming the file and what is
+    wrong with it, when it cannot be read, is not text, not YAML or not a mapping."""
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read config {path}: {error.strerror or error}") from error
+    try:
+        if b"\0" in raw:  # valid UTF-8 all the same, but no text file holds NUL bytes
+            raise ValueError("it holds NUL bytes")
+        text = raw.decode("utf-8")
+    except ValueError as error:
+        reason = str(error)
+        if isinstance(error, UnicodeDecodeError):
+            reason = f"{error.reason} at byte {error.start}"
+        raise ConfigError(
+            f"config {path} is not a text file ({reason}): give a YAML file of field: value"
+        ) from error
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config {path} is not valid YAML: {_yaml_problem(error)}") from error
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"config {path} must be a mapping of field: value")
+    fields: dict[str, Any] = loaded or {}
+    return fields
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's message, which spans lines and quotes the text, as one line."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem:
+        mark = error.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return f"{error.problem}{where}"
+    return " ".join(str(error).split())
 
 
 def describe(error: ValidationError) -> str:

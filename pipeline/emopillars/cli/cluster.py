@@ -9,13 +9,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from emopillars.api import RunResult, assemble_run
+from emopillars.api import RunResult, assemble_run, check_run_folder
 from emopillars.cli.exit_codes import ExitCode
 from emopillars.cli.failures import check_output_folder, fail
 from emopillars.cli.options import flag_of
 from emopillars.cluster.launch import WorkerExit, launch_workers, log_tail, parse_gpus
 from emopillars.config import ConfigError, ExecutionOptions, RunConfig, load_config
 from emopillars.dataset.assemble import IncompleteRunError
+from emopillars.run.check import check_lines
+from emopillars.run.integrity import BrokenChainError
+from emopillars.run.lock import RunFolderBusy, exclusive
+from emopillars.run.plan import describe_missing
 from emopillars.run.status import status_table
 from emopillars.run.storage import StorageError
 from emopillars.secrets import redact_url
@@ -39,6 +43,12 @@ def add_cluster_commands(commands: Any) -> None:
         "assemble", help="build DIR/dataset once every worker's shards are done"
     )
     assemble.add_argument("run_dir", type=Path)
+    assemble.add_argument(
+        "--check",
+        action="store_true",
+        help="verify the integrity chain (and the dataset, if assembled) and report; write "
+        "nothing. Exit 1 when assembling would be refused",
+    )
 
 
 def worker_banner(config: RunConfig) -> str:
@@ -69,15 +79,39 @@ def _print_dataset(run_dir: Path, counts: dict[str, dict[str, int]]) -> None:
     print(f"dataset folder: {run_dir / 'dataset'}")
 
 
-def assemble_command(run_dir: Path, *, debug: bool = False) -> int:
+def assemble_command(run_dir: Path, *, debug: bool = False, check: bool = False) -> int:
+    if check:
+        return _check_command(run_dir, debug=debug)
     try:
-        counts = assemble_run(run_dir)
-    except FileNotFoundError as error:
+        # The folder's one writer while it assembles: no run or worker writes meanwhile.
+        with exclusive(run_dir, "emopillars assemble", sweep=True):
+            counts = assemble_run(run_dir)
+    except (FileNotFoundError, RunFolderBusy) as error:
         return fail(error, ExitCode.USAGE, debug=debug)
-    except (IncompleteRunError, StorageError) as error:
+    except (IncompleteRunError, BrokenChainError, StorageError) as error:
         return fail(error, ExitCode.FAILED, debug=debug)
     _print_dataset(run_dir, counts)
     return ExitCode.OK
+
+
+def _check_command(run_dir: Path, *, debug: bool) -> int:
+    """`assemble --check`: what assembling would find, and the dataset's state; reads only."""
+    try:
+        checked = check_run_folder(run_dir)
+    except FileNotFoundError as error:
+        return fail(error, ExitCode.USAGE, debug=debug)
+    except StorageError as error:
+        return fail(error, ExitCode.FAILED, debug=debug)
+    print("\n".join(check_lines(run_dir, checked)))
+    chain = checked.chain
+    if chain.missing:
+        print(
+            f"not ready to assemble: {len(chain.missing)} of {chain.total} stage shards are "
+            "not done:\n" + describe_missing(chain.missing, checked.num_workers)
+        )
+    elif chain.intact and checked.dataset_state != "current":
+        print(f"ready to assemble: `emopillars assemble {run_dir}` builds the dataset")
+    return ExitCode.OK if chain.intact and not chain.missing else ExitCode.FAILED
 
 
 def _launch_config(config_file: Path | None, overrides: dict[str, Any], workers: int) -> RunConfig:

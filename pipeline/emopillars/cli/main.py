@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emopillars.api import run_pipeline
+from emopillars.cli.classify import add_classify_commands, evaluate_command, train_command
 from emopillars.cli.cluster import (
     add_cluster_commands,
     assemble_command,
@@ -22,15 +23,18 @@ from emopillars.cli.cluster import (
 )
 from emopillars.cli.exit_codes import ExitCode
 from emopillars.cli.failures import RESUME_HINT, check_output_folder, fail, silence_stdout
+from emopillars.cli.judge import add_judge_command, judge_command
 from emopillars.cli.options import add_config_flags
 from emopillars.cli.progress import ShardProgress
 from emopillars.cluster.workers import with_scheduled_worker
 from emopillars.config import ConfigError, load_config
+from emopillars.dataset.measured import measured_table, read_attached
 from emopillars.dataset.quality_text import quality_summary, quality_table
 from emopillars.dataset.report import quality_of_run, read_quality
 from emopillars.run.corpus import CorpusError
+from emopillars.run.lock import RunFolderBusy, exclusive
 from emopillars.run.status import status_json, status_table
-from emopillars.run.storage import StorageError
+from emopillars.run.storage import CorruptFileError, StorageError
 from emopillars.secrets import RedactingFilter
 
 if TYPE_CHECKING:  # publishing imports huggingface_hub: only `publish` pays for it
@@ -63,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no per-shard progress lines")
     add_config_flags(run)
     add_cluster_commands(commands)
+    add_classify_commands(commands)
+    add_judge_command(commands)
 
     status = commands.add_parser("status", help="show per-stage progress of a run folder")
     status.add_argument("run_dir", type=Path)
@@ -183,6 +189,10 @@ def _report(args: argparse.Namespace) -> int:
         sys.stdout.write(report.to_json())  # quality.json's text, newline included
     else:
         print(quality_table(report, args.run_dir))
+        measured = read_attached(args.run_dir)
+        if measured:
+            print()
+            print(measured_table(measured))
     return ExitCode.OK
 
 
@@ -206,8 +216,10 @@ def _publish(args: argparse.Namespace, hub: HubClient | None) -> int:
             dry_run=args.dry_run,
             message=args.message,
         )
-        result = publish(args.run_dir, options, hub)
-    except (ConfigError, FileNotFoundError, PublishRefused) as error:
+        # Publishing reads what a run writes: no run or assembly may write meanwhile.
+        with exclusive(args.run_dir, "emopillars publish"):
+            result = publish(args.run_dir, options, hub)
+    except (ConfigError, FileNotFoundError, PublishRefused, RunFolderBusy) as error:
         # Nothing was attempted: the command or the environment must change first.
         return fail(error, ExitCode.USAGE, debug=args.debug)
     except (ReleaseCheckError, HubError, OSError) as error:
@@ -280,9 +292,15 @@ def _command(
     if passed_on:
         parser.error(f"unrecognized arguments: {' '.join(passed_on)}")
     if args.command == "assemble":
-        return assemble_command(args.run_dir, debug=debug)
+        return assemble_command(args.run_dir, debug=debug, check=args.check)
     if args.command == "publish":
         return _publish(args, hub)
+    if args.command == "train":
+        return train_command(args)
+    if args.command == "evaluate":
+        return evaluate_command(args)
+    if args.command == "judge-teacher":
+        return judge_command(args)
     try:
         if args.command == "run":
             return _run(args)
@@ -293,8 +311,10 @@ def _command(
         else:
             print(status_table(args.run_dir))
         return ExitCode.OK
-    except (ConfigError, CorpusError, FileNotFoundError) as error:
+    except (ConfigError, CorpusError, FileNotFoundError, RunFolderBusy) as error:
         return fail(error, ExitCode.USAGE, debug=debug)
+    except CorruptFileError as error:  # its message says what to do: no resume hint
+        return fail(error, ExitCode.FAILED, debug=debug)
     except (StorageError, RuntimeError) as error:
         return fail(error, ExitCode.FAILED, debug=debug, hint=RESUME_HINT)
 

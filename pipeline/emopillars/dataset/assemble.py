@@ -18,13 +18,15 @@ import polars as pl
 import pyarrow as pa
 
 from emopillars.dataset.card import render_card
+from emopillars.dataset.dataset_manifest import write_dataset_manifest
 from emopillars.dataset.quality import QualityReport
 from emopillars.hashing import stable_hash
+from emopillars.run.integrity import BrokenChainError, verify_chain
 from emopillars.run.layout import RunLayout
 from emopillars.run.manifest import Manifest
 from emopillars.run.plan import describe_missing
 from emopillars.run.record import read_run_record
-from emopillars.run.storage import write_table
+from emopillars.run.storage import read_frame, write_table
 from emopillars.stages import STAGE_NAMES
 from emopillars.stages.taxonomy import LABEL_IDS, LABELS
 
@@ -158,7 +160,7 @@ def dataset_frame(
     """The rows of `config` from these shards of its source stage, as the dataset holds them
     (labels as class ids, sorted by id), with the split of each row in `_split`."""
     layout = RunLayout(run_dir)
-    frames = [pl.read_parquet(layout.shard(config.source_stage, shard)) for shard in shards]
+    frames = [read_frame(layout.shard(config.source_stage, shard)) for shard in shards]
     assignment = split_of_stories(story_ids, seed, config.fractions)
     return (
         pl.concat(frames, how="vertical")
@@ -176,19 +178,20 @@ def dataset_frame(
 def assemble(
     run_dir: Path, plan: dict[str, Any], seed: int, license_id: str | None
 ) -> dict[str, dict[str, int]]:
-    manifest = Manifest(RunLayout(run_dir))
+    layout = RunLayout(run_dir)
+    manifest = Manifest(layout)
     totals = manifest.totals(STAGE_NAMES, plan["shards"])
-    missing = [
-        (stage, shard)
-        for stage in STAGE_NAMES
-        for shard in range(plan["shards"])
-        if manifest.read(stage, shard) is None
-    ]
-    if missing:
-        total = len(STAGE_NAMES) * plan["shards"]
-        raise IncompleteRunError(missing, total, plan.get("num_workers", 1))
+    # Verified before anything is written: a dataset is built only from files that are
+    # exactly what their markers recorded, linked from the story shards to the last stage.
+    chain = verify_chain(layout, plan)
+    if chain.problems:
+        raise BrokenChainError(
+            f"cannot assemble {run_dir}", chain.problems, plan.get("num_workers", 1)
+        )
+    if chain.missing:
+        raise IncompleteRunError(list(chain.missing), chain.total, plan.get("num_workers", 1))
 
-    staging = RunLayout(run_dir).dataset_staging
+    staging = layout.dataset_staging
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     counts: dict[str, dict[str, int]] = {}
@@ -218,7 +221,8 @@ def assemble(
         quality=quality,
     )
     (staging / "README.md").write_text(card, encoding="utf-8")
-    final = RunLayout(run_dir).dataset
+    write_dataset_manifest(layout, staging, plan["shards"])
+    final = layout.dataset
     shutil.rmtree(final, ignore_errors=True)
     staging.rename(final)
     return counts

@@ -4,6 +4,7 @@ the data was made. Deterministic: no timestamps, so identical runs give identica
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict
 
+from emopillars.dataset.measured import Measurement
+from emopillars.dataset.measured import card_section as measured_section
 from emopillars.dataset.quality import QualityReport
 from emopillars.dataset.quality_text import card_section
 from emopillars.engines import EngineInfo
@@ -111,10 +114,12 @@ def render_card(
     *,
     quality: QualityReport | None = None,
     repo_id: str | None = None,
+    measured: Sequence[Measurement] = (),
 ) -> str:
     """The card of a dataset; `repo_id` (the Hub repo it is published to) goes in the usage
     example, which otherwise shows a placeholder. With `quality`, a "Quality" section shows
-    its numbers and links its figures."""
+    its numbers and links its figures; with `measured`, a "Measured" section shows the
+    classifier and teacher scores attached to the run."""
     config = run.config
     total_rows = sum(sum(splits.values()) for splits in counts.values())
     licensing = choose_license(license_id, config)
@@ -156,6 +161,7 @@ def render_card(
         *_size_and_labels(counts, label_counts),
         *_rejects(totals),
         *(card_section(quality) if quality is not None else []),
+        *measured_section(list(measured)),
         *_limitations_and_use(repo_id),
         *_license(licensing),
         "## Citation",

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Literal
 
 import polars as pl
-import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from emopillars.dataset.assemble import (
@@ -39,6 +38,7 @@ from emopillars.run.manifest import Manifest
 from emopillars.run.plan import read_plan
 from emopillars.run.record import RunRecord, read_run_record
 from emopillars.run.status import stage_totals
+from emopillars.run.storage import read_frame, row_count
 from emopillars.stages import STAGE_NAMES
 from emopillars.stages.lexicon import EmotionLexicon, load_lexicon
 
@@ -84,7 +84,7 @@ def measure_dataset(
         frames[config.name] = (
             pl.concat(
                 [
-                    pl.read_parquet(path).with_columns(split=pl.lit(path.name.split("-")[0]))
+                    read_frame(path).with_columns(split=pl.lit(path.name.split("-")[0]))
                     for path in paths
                 ]
             )
@@ -113,9 +113,7 @@ def measure_stage_shards(run_dir: Path, vectorize: Vectorizer | None = None) -> 
             if done
             else None
         )
-        stories[config.name] = sum(
-            pq.read_metadata(layout.story_shard(shard)).num_rows for shard in done
-        )
+        stories[config.name] = sum(row_count(layout.story_shard(shard)) for shard in done)
     missing = _missing_shards(run_dir, plan["shards"])
     missing.append("figures and quality.json: written when the dataset is assembled")
     return _report(

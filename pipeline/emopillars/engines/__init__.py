@@ -15,7 +15,7 @@ from emopillars.engines.base import (
     Result,
     Sampling,
 )
-from emopillars.hashing import file_hash
+from emopillars.engines.identity import model_file_hash
 
 __all__ = ["Engine", "EngineInfo", "EngineSpec", "Message", "Request", "Result", "Sampling"]
 
@@ -39,6 +39,7 @@ def _fake_spec(config: RunConfig) -> EngineSpec:
         repetition_penalty=config.repetition_penalty or PAPER_REPETITION_PENALTY,
         batch_size=None,
         load=lambda: FakeEngine(config.fake_fault_rate, config.fake_latency_s),
+        max_in_flight=1024,
     )
 
 
@@ -53,7 +54,7 @@ def _llamacpp_spec(config: RunConfig) -> EngineSpec:
     info = EngineInfo(
         name="llamacpp",
         model=model_path.name,
-        revision=f"sha256:{file_hash(model_path)[:16]}",
+        revision=f"sha256:{model_file_hash(model_path)[:16]}",
         options={"context_window": config.context_window},
     )
     return EngineSpec(
@@ -61,6 +62,8 @@ def _llamacpp_spec(config: RunConfig) -> EngineSpec:
         repetition_penalty=config.repetition_penalty or default_penalty,
         batch_size=4,
         load=lambda: LlamaCppEngine(model_path, config.context_window, config.threads, config.seed),
+        # It answers one request at a time: a batch of 4 bounds what a crash can lose.
+        max_in_flight=4,
     )
 
 
@@ -82,8 +85,11 @@ def _vllm_spec(config: RunConfig) -> EngineSpec:
     return EngineSpec(
         info=info,
         repetition_penalty=config.repetition_penalty or PAPER_REPETITION_PENALTY,
-        batch_size=None,  # the whole shard in one LLM.chat call
+        batch_size=None,  # all that is in flight, in one call (when it cannot stream)
         load=lambda: VLLMEngine(config),
+        # 4 x vLLM's default 256 concurrent sequences: a queue deep enough that a finished
+        # sequence's slot is taken at once.
+        max_in_flight=1024,
     )
 
 
@@ -99,10 +105,12 @@ def _openai_spec(config: RunConfig) -> EngineSpec:
     return EngineSpec(
         info=info,
         repetition_penalty=config.repetition_penalty or PAPER_REPETITION_PENALTY,
-        # The server batches continuously; client-side batches only bound what a crash
-        # can lose, so they hold several rounds of the concurrency window.
+        # The engine streams (submit/completed): `concurrency` requests are at the server,
+        # and the scheduler keeps a few rounds more queued in the client, so that a finished
+        # request's slot is refilled at once. batch_size only applies to generate() callers.
         batch_size=8 * config.server.concurrency,
         load=lambda: OpenAIServerEngine(config.model or "", config.server),
+        max_in_flight=4 * config.server.concurrency,
     )
 
 

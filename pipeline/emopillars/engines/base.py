@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -47,6 +49,55 @@ class Request:
         object.__setattr__(self, "key", stable_hash(payload, length=24))
 
 
+class RequestMaker:
+    """Makes the requests of one schema, sampling and engine, keyed as `Request` keys them.
+
+    The key hashes the same JSON text as `Request.__post_init__` (so keys, and every
+    fingerprint and kept answer named by them, stay byte-identical), but the part that all
+    these requests share, the schema above all, is serialised once and its hash state
+    copied per request: the key then costs the prompt's serialisation only."""
+
+    def __init__(self, schema: dict[str, Any], sampling: Sampling, engine_fingerprint: str):
+        self.schema = schema
+        self.sampling = sampling
+        self.engine_fingerprint = engine_fingerprint
+        # stable_hash's JSON: keys sorted (engine, messages, sampling, schema), no spaces.
+        self._head = hashlib.sha256(f'{{"engine":{_json(engine_fingerprint)},"messages":'.encode())
+        tail = f',"sampling":{_json(sampling.__dict__)},"schema":{_json(schema)}}}'
+        self._tail = tail.encode()
+
+    def make(self, messages: tuple[Message, ...]) -> Request:
+        digest = self._head.copy()
+        digest.update(_messages_json(messages).encode())
+        digest.update(self._tail)
+        request = object.__new__(Request)
+        # A frozen dataclass refuses setattr; its fields live in its __dict__ all the same.
+        request.__dict__.update(
+            messages=messages,
+            schema=self.schema,
+            sampling=self.sampling,
+            engine_fingerprint=self.engine_fingerprint,
+            key=digest.hexdigest()[:24],
+        )
+        return request
+
+
+# What json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")) builds on
+# every call (stable_hash's JSON), built once.
+_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _json(value: Any) -> str:
+    return _ENCODER.encode(value)
+
+
+def _messages_json(messages: tuple[Message, ...]) -> str:
+    """`_json([(m.role, m.content) for m in messages])`, built from the encoder's own string
+    quoting (the same function JSONEncoder uses when ensure_ascii is off)."""
+    quote = json.encoder.encode_basestring
+    return "[" + ",".join(f"[{quote(m.role)},{quote(m.content)}]" for m in messages) + "]"
+
+
 @dataclass(frozen=True)
 class Result:
     text: str
@@ -85,6 +136,23 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
+class StreamingEngine(Engine, Protocol):
+    """An engine that takes requests while it answers others (vLLM's engine loop, a server
+    with requests in flight): the runner's scheduler submits requests as soon as their inputs
+    exist and takes answers as they finish, instead of calling generate() batch by batch.
+    Optional: the scheduler uses these methods when an engine has them."""
+
+    def submit(self, requests: Sequence[Request]) -> None:
+        """Start answering these requests (distinct keys, none already in flight); returns
+        without waiting."""
+        ...
+
+    def completed(self) -> list[tuple[str, Result]]:
+        """Wait until at least one submitted request is answered; (request key, result) for
+        each answered since the last call. [] only when nothing is in flight."""
+        ...
+
+
 @dataclass(frozen=True)
 class EngineSpec:
     """An engine described without loading it: enough to fingerprint work and decide whether
@@ -96,3 +164,7 @@ class EngineSpec:
     # sequential engines take small batches, each journaled before the next starts.
     batch_size: int | None
     load: Callable[[], Engine]
+    # Requests the runner keeps submitted and unanswered at once, over many story shards in
+    # flight: enough to keep every slot of a continuous-batching engine busy (a multiple of
+    # its concurrent sequences), the batch of a sequential one. It never changes the data.
+    max_in_flight: int = 1024

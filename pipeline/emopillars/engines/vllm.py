@@ -1,8 +1,12 @@
-"""The production engine: vLLM in-process, one `LLM.chat` call per stage and shard.
+"""The production engine: vLLM in-process, fed as a stream.
 
-vLLM batches continuously, so the whole shard goes in one call (requests of one story stay
-together, in order, so the automatic prefix cache reuses their shared head). Answers are
-constrained with structured outputs, one fixed schema per stage so that grammars compile once.
+vLLM batches continuously. The runner's scheduler submits requests as soon as their inputs
+exist (`submit`: `LLM.enqueue_chat`) and takes answers as sequences finish (`completed`: steps
+of vLLM's engine loop), so slots freed by short answers are refilled at once, across stages
+and story shards. Where `enqueue_chat` is missing (vLLM before 0.32), `completed` answers all
+that was submitted in one `LLM.chat` call. Requests of one story are submitted together, in
+order, so the automatic prefix cache reuses their shared head. Answers are constrained with
+structured outputs, one fixed schema per stage so that grammars compile once.
 """
 
 from __future__ import annotations
@@ -58,16 +62,21 @@ class VLLMEngine:
             ),
         )
         self._system_role = _template_accepts_system_role(self._llm)
+        self._keys: dict[str, str] = {}  # vLLM request id -> request key, while in flight
+        self._names: dict[str, tuple[str, ...]] = {}  # request key -> its ids' names
+        self._batched: list[Request] = []  # submitted, without enqueue_chat
 
-    def generate(self, requests: Sequence[Request]) -> list[Result]:
-        from vllm import SamplingParams
-        from vllm.sampling_params import StructuredOutputsParams
-
-        conversations = [
+    def _conversations(self, requests: Sequence[Request]) -> list[list[dict[str, str]]]:
+        return [
             as_dicts(r.messages if self._system_role else fold_system_turns(r.messages))
             for r in requests
         ]
-        params = [
+
+    def _params(self, requests: Sequence[Request]) -> list[Any]:
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        return [
             SamplingParams(
                 temperature=r.sampling.temperature,
                 top_p=r.sampling.top_p,
@@ -78,8 +87,47 @@ class VLLMEngine:
             )
             for r in requests
         ]
-        outputs = self._llm.chat(conversations, params, use_tqdm=False)
+
+    def generate(self, requests: Sequence[Request]) -> list[Result]:
+        outputs = self._llm.chat(
+            self._conversations(requests), self._params(requests), use_tqdm=False
+        )
         return [_result(output) for output in outputs]
+
+    def submit(self, requests: Sequence[Request]) -> None:
+        if not hasattr(self._llm, "enqueue_chat"):
+            self._batched.extend(requests)
+            return
+        ids = self._llm.enqueue_chat(
+            self._conversations(requests), self._params(requests), use_tqdm=False
+        )
+        for request_id, request in zip(ids, requests, strict=True):
+            # Outputs name a request by the id it was given; vLLM's returned id may carry a
+            # random suffix ("7-1a2b3c4d"). Both name it here.
+            names = (str(request_id), str(request_id).rsplit("-", 1)[0])
+            for name in names:
+                self._keys[name] = request.key
+            self._names[request.key] = names
+
+    def completed(self) -> list[tuple[str, Result]]:
+        if self._batched:
+            batch, self._batched = self._batched, []
+            return [(r.key, result) for r, result in zip(batch, self.generate(batch), strict=True)]
+        engine = self._llm.llm_engine
+        done: list[tuple[str, Result]] = []
+        while not done and self._keys and engine.has_unfinished_requests():
+            for output in engine.step():
+                if not output.finished:
+                    continue
+                key = self._keys.pop(str(output.request_id), None)
+                if key is None:
+                    raise RuntimeError(
+                        f"vLLM answered a request it was not sent: {output.request_id}"
+                    )
+                for name in self._names.pop(key):
+                    self._keys.pop(name, None)
+                done.append((key, _result(output)))
+        return done
 
     def close(self) -> None:
         # vLLM frees its workers when the LLM object goes; nothing else holds them.

@@ -19,9 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from emopillars.dataset.assemble import CONFIGS, SPLITS, DatasetConfig
+from emopillars.dataset.dataset_manifest import verify_dataset
 from emopillars.dataset.quality import QualityReport
 from emopillars.dataset.report import QUALITY_FILE, read_quality, stale_parts
-from emopillars.hashing import file_hash
+from emopillars.run.integrity import repair_hint, verify_chain
 from emopillars.run.layout import RunLayout
 from emopillars.run.manifest import Manifest, StageTotals
 from emopillars.run.plan import read_plan
@@ -71,11 +72,14 @@ def check_release(run_dir: Path) -> ReleaseSummary:
     layout = RunLayout(run_dir)
     plan = read_plan(layout)  # FileNotFoundError when this is no run folder
     run = read_run_record(layout)
-    problems = _stage_problems(run_dir, plan["shards"])
+    problems = _stage_problems(run_dir, plan)
     dataset_dir = layout.dataset
     if not dataset_dir.is_dir():
         problems.append(f"{dataset_dir} is missing: finish the run to assemble it")
         raise ReleaseCheckError(run_dir, problems)
+    # Exactly what was assembled, from the stage shards as they are now.
+    again = f"run `emopillars assemble {run_dir}` to build the dataset again"
+    problems += [f"{problem}: {again}" for problem in verify_dataset(layout, plan["shards"])]
 
     files: list[DataFile] = []
     counts: dict[str, dict[str, int]] = {}
@@ -122,20 +126,17 @@ def _quality_problems(run_dir: Path, quality: QualityReport | None) -> list[str]
     return [f"{dataset_dir / QUALITY_FILE} is stale: {named}: {again}"]
 
 
-def _stage_problems(run_dir: Path, shards: int) -> list[str]:
-    manifest = Manifest(RunLayout(run_dir))
-    problems: list[str] = []
-    for stage in STAGE_NAMES:
-        for shard in range(shards):
-            marker = manifest.read(stage, shard)
-            name = f"{stage}/shard-{shard:05d}"
-            if marker is None:
-                problems.append(f"stage {name} is not done: run the same command again")
-                continue
-            # A marker vouches for one exact file; a file changed since then is unproven.
-            output = run_dir / marker.output
-            if not output.exists() or file_hash(output) != marker.output_sha256:
-                problems.append(f"stage {name}: {marker.output} changed after it was marked done")
+def _stage_problems(run_dir: Path, plan: dict[str, Any]) -> list[str]:
+    """Every stage shard done, and the integrity chain from the story shards to it intact."""
+    chain = verify_chain(RunLayout(run_dir), plan)
+    problems = [
+        f"stage {stage}/shard-{shard:05d} is not done: run the same command again"
+        for stage, shard in chain.missing
+    ]
+    if chain.problems:
+        # A marker vouches for exact files; a file changed since then is unproven.
+        hint = repair_hint(chain.problems, plan.get("num_workers", 1))
+        problems += [f"{problem}: {hint}" for problem in chain.problems]
     return problems
 
 

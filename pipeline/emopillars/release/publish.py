@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from emopillars.config import ConfigError, describe
 from emopillars.dataset.assemble import CONFIGS
 from emopillars.dataset.card import choose_license, render_card
+from emopillars.dataset.measured import read_attached
 from emopillars.dataset.report import QUALITY_FILE
 from emopillars.release.checks import DataFile, ReleaseSummary, check_release
 from emopillars.release.hub import HubClient, HubRepo, RemoteFile, find_token, require_token
@@ -180,6 +181,7 @@ def build_tree(
         features=summary.features,
         quality=summary.quality,
         repo_id=options.repo_id,
+        measured=read_attached(summary.run_dir),
     )
     provenance = build_provenance(
         summary,

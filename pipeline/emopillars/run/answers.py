@@ -9,7 +9,6 @@ here instead of the engine: a better parser never pays the model twice.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -17,7 +16,7 @@ import pyarrow.parquet as pq
 from emopillars.engines import Result
 from emopillars.run import tables
 from emopillars.run.journal import Journal
-from emopillars.run.storage import write_parquet
+from emopillars.run.storage import write_rows
 
 
 def read_answers(path: Path) -> dict[str, Result]:
@@ -68,10 +67,11 @@ class ShardAnswers:
     def use(self, call: str, key: str, result: Result) -> None:
         self.used[key] = (call, result)
 
-    def write(self, path: Path) -> None:
-        """Keep the answers this computation used, in key order (a deterministic file)."""
+    def write(self, path: Path) -> str:
+        """Keep the answers this computation used, in key order (a deterministic file);
+        returns the file's sha256."""
         rows = [
-            {"key": key, "call": call, **asdict(result)}
+            {"key": key, "call": call, **result.__dict__}  # asdict() deep-copies: slow
             for key, (call, result) in sorted(self.used.items())
         ]
-        write_parquet(path, rows, tables.ANSWER)
+        return write_rows(path, rows, tables.ANSWER)[1]

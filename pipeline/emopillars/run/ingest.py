@@ -3,6 +3,7 @@ the first stage reads."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,10 @@ from emopillars.run import tables
 from emopillars.run.corpus import fields_from, load_corpus
 from emopillars.run.layout import RunLayout
 from emopillars.run.plan import settle_plan
-from emopillars.run.storage import read_rows, write_parquet
+from emopillars.run.storage import CorruptFileError, read_rows, write_parquet
 from emopillars.stages.base import STORY, Row
+
+log = logging.getLogger("emopillars")
 
 
 def prepare_stories(config: RunConfig, layout: RunLayout, run_fingerprint: str) -> dict[str, Any]:
@@ -52,7 +55,12 @@ def prepare_stories(config: RunConfig, layout: RunLayout, run_fingerprint: str) 
 
 def _write_if_changed(path: Path, rows: list[Row], schema: Any) -> None:
     # Rewriting an unchanged shard would still be correct, but keeping the file keeps
-    # everyone's view of it stable (and is cheaper).
-    if path.exists() and read_rows(path) == rows:
-        return
+    # everyone's view of it stable (and is cheaper), and leaves a finished run folder
+    # untouched. A shard that a crash or an edit damaged is rebuilt from the corpus.
+    if path.exists():
+        try:
+            if read_rows(path) == rows:
+                return
+        except CorruptFileError as error:
+            log.warning("%s is unreadable (%s): rebuilding it from the corpus", path, error.problem)
     write_parquet(path, rows, schema)

@@ -18,14 +18,15 @@ class Journal:
             self._load()
 
     def _load(self) -> None:
-        with self.path.open("r", encoding="utf-8") as handle:
+        with self.path.open("rb") as handle:
             for line in handle:
                 try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    # The last line of a killed run may be torn; its request is simply re-sent.
+                    entry = json.loads(line.decode("utf-8"))
+                    self.answers[entry["key"]] = Result(**entry["result"])
+                except (ValueError, KeyError, TypeError):
+                    # The last line of a killed run may be torn (or a line damaged otherwise,
+                    # not UTF-8 or not an entry): its request is simply sent again.
                     continue
-                self.answers[entry["key"]] = Result(**entry["result"])
 
     def record(self, items: list[tuple[str, Result]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

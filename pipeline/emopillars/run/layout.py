@@ -9,7 +9,12 @@ stories/shard-00000.parquet    the corpus, as story shards; stories/rejects.parq
 journal/<stage>/shard-00000.jsonl  answers of a shard still being computed
 manifest/<stage>/shard-00000.json  the marker: written last, the proof a shard is done
 logs/worker-0.log              `emopillars launch` worker logs
+.lock                          the lock of the folder's one writer (run/lock.py); .lock.json: who
+locks/join.lock                taken for a moment by a worker of several as it joins the run
+locks/workers/<host>-<pid>-N.lock   held by each running worker of several (and a .json note)
+locks/shards/shard-00000.lock  the lease of a story shard being computed (and a .json note)
 dataset/                       the assembled dataset (dataset.partial/ while it is built)
+dataset/manifest.json          the sha256 of every dataset file and the markers it came from
 """
 
 from __future__ import annotations
@@ -66,8 +71,28 @@ class RunLayout:
         return self.logs / f"worker-{index}.log"
 
     @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    @property
+    def join_lock(self) -> Path:
+        return self.root / "locks" / "join.lock"
+
+    @property
+    def worker_locks(self) -> Path:
+        return self.root / "locks" / "workers"
+
+    def shard_lease(self, shard: int) -> Path:
+        return self.root / "locks" / "shards" / f"shard-{shard:05d}.lock"
+
+    @property
     def dataset(self) -> Path:
         return self.root / "dataset"
+
+    @property
+    def dataset_manifest(self) -> Path:
+        """What the dataset was built from, and the sha256 of each of its files."""
+        return self.dataset / "manifest.json"
 
     @property
     def dataset_staging(self) -> Path:

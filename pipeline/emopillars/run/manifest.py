@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime, timezone
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field
 
+from emopillars.config import describe
 from emopillars.hashing import file_hash
 from emopillars.run.layout import RunLayout
-from emopillars.run.storage import read_json, write_json
+from emopillars.run.storage import CorruptFileError, read_json, write_json
 
 
 class ShardMarker(BaseModel):
@@ -27,8 +28,14 @@ class ShardMarker(BaseModel):
     request_fingerprint: str = ""
     output: str  # path relative to the run folder
     output_sha256: str
+    # The links of the integrity chain: the input this shard was computed from (the story
+    # shard, or the previous stage's output) and the files beside its output. Empty in
+    # markers written before emopillars recorded them.
+    input_sha256: str = ""
     rejects: str
+    rejects_sha256: str = ""
     answers: str = ""  # the kept engine answers, relative to the run folder
+    answers_sha256: str = ""
     inputs: int
     accepted: int
     rejected: int
@@ -92,24 +99,61 @@ SUMMED = tuple(
 
 
 class Manifest:
+    # What `outdated` says of a marker made with another fingerprint, as opposed to damage.
+    CHANGED = "its inputs, prompts or parsing changed"
+
     def __init__(self, layout: RunLayout) -> None:
         self.layout = layout
 
-    def read(self, stage: str, shard: int) -> ShardMarker | None:
+    def load(self, stage: str, shard: int) -> ShardMarker | None:
+        """The marker; None when there is none, CorruptFileError when it is unreadable."""
         path = self.layout.marker(stage, shard)
         if not path.exists():
             return None
-        return ShardMarker.model_validate(read_json(path))
+        try:
+            return ShardMarker.model_validate(read_json(path))
+        except ValidationError as error:
+            raise CorruptFileError(path, f"not a marker: {describe(error)}") from None
+
+    def read(self, stage: str, shard: int) -> ShardMarker | None:
+        """The marker of a done shard; None when there is none or it is unreadable: a marker
+        that proves nothing counts as not done, and the shard is computed again."""
+        try:
+            return self.load(stage, shard)
+        except CorruptFileError:
+            return None
 
     def write(self, marker: ShardMarker) -> None:
         write_json(self.layout.marker(marker.stage, marker.shard), marker.model_dump())
 
     def is_current(self, marker: ShardMarker | None, fingerprint: str) -> bool:
-        """Done with this exact fingerprint, and its output is the file the marker names."""
-        if marker is None or marker.fingerprint != fingerprint:
-            return False
-        output = self.layout.root / marker.output
-        return output.exists() and file_hash(output) == marker.output_sha256
+        """Done with this exact fingerprint, and its files are the ones the marker names."""
+        return marker is not None and self.outdated(marker, fingerprint) is None
+
+    def outdated(self, marker: ShardMarker, fingerprint: str) -> str | None:
+        """Why `marker` does not prove its shard done with this fingerprint; None when it does."""
+        if marker.fingerprint != fingerprint:
+            return self.CHANGED
+        return next((f"{name} {what}" for name, what in self.damaged_files(marker)), None)
+
+    def damaged_files(self, marker: ShardMarker) -> list[tuple[str, str]]:
+        """(file, what is wrong) for each file of a marker that is missing or differs from its
+        recorded hash; file paths are relative to the run folder."""
+        recorded = [
+            (marker.output, marker.output_sha256),
+            (marker.rejects, marker.rejects_sha256),
+            (marker.answers, marker.answers_sha256),
+        ]
+        damaged = []
+        for name, sha256 in recorded:
+            if not name or not sha256:  # a marker older than the record of this file
+                continue
+            path = self.layout.root / name
+            if not path.is_file():
+                damaged.append((name, "is missing"))
+            elif file_hash(path) != sha256:
+                damaged.append((name, "changed after it was marked done"))
+        return damaged
 
     def totals(self, stages: tuple[str, ...], shards: int) -> dict[str, StageTotals]:
         totals: dict[str, StageTotals] = {}

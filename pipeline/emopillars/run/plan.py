@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterable
@@ -21,7 +22,9 @@ from typing import Any
 
 from emopillars.config import ConfigError
 from emopillars.run.layout import RunLayout
-from emopillars.run.storage import StorageError, read_json, write_json
+from emopillars.run.storage import CorruptFileError, StorageError, read_json, write_json
+
+log = logging.getLogger("emopillars")
 
 # What a difference in each plan field means to the person reading the error.
 _MEANING = {
@@ -39,17 +42,40 @@ class PlanConflictError(ConfigError):
     """Another worker of this run folder planned it with a different corpus or config."""
 
 
+# A worker of several must not replace a plan that the others may be reading.
+_SHARED_REBUILD = (
+    "workers of several cannot rebuild it while others may use it: stop every worker, delete "
+    "it and start them all again (finished shards whose files are intact are kept)"
+)
+
+
 def settle_plan(path: Path, plan: dict[str, Any], shared: bool) -> None:
-    """Write the plan (alone), or create it or check it against the one on disk (shared)."""
+    """Write the plan (alone), or create it or check it against the one on disk (shared).
+
+    Alone, the plan is written only when it changed: a finished run folder stays untouched
+    by a run that has nothing to do, and can sit on a read-only mount. An unreadable plan
+    is rebuilt alone, and refused, naming it, to a worker of several."""
     if not shared:
-        write_json(path, plan)
+        if _current(path) != plan:
+            write_json(path, plan)
         return
     # Checked first as well: where hard links are missing, later workers still get through.
     if not path.exists() and _create_once(path, plan):
         return
-    existing: dict[str, Any] = read_json(path)
+    existing: dict[str, Any] = read_json(path, todo=_SHARED_REBUILD)
     if existing != plan:
         raise PlanConflictError(_conflict(path, existing, plan))
+
+
+def _current(path: Path) -> Any:
+    """The plan on disk; None when there is none, or (logged) when it is unreadable."""
+    if not path.exists():
+        return None
+    try:
+        return read_json(path)
+    except CorruptFileError as error:
+        log.warning("%s is unreadable (%s): rebuilding it", path, error.problem)
+        return None
 
 
 def _conflict(path: Path, existing: dict[str, Any], plan: dict[str, Any]) -> str:
@@ -105,8 +131,24 @@ def read_plan(layout: RunLayout) -> dict[str, Any]:
         raise FileNotFoundError(
             f"{layout.root} is not an emopillars run folder (no {layout.plan.name})"
         )
-    plan: dict[str, Any] = read_json(layout.plan)
-    return plan
+    plan = read_json(layout.plan)
+    problem = _plan_shape_problem(plan)
+    if problem:
+        raise CorruptFileError(layout.plan, problem)
+    checked: dict[str, Any] = plan
+    return checked
+
+
+def _plan_shape_problem(plan: Any) -> str | None:
+    """What makes a JSON value no plan that readers can use (an edited or foreign file)."""
+    if not isinstance(plan, dict):
+        return "not a plan: not a JSON object"
+    for key, kind in (("shards", int), ("stories", int), ("story_ids", list)):
+        if not isinstance(plan.get(key), kind):
+            return f"not a plan: no {kind.__name__} {key!r}"
+    if not isinstance(plan.get("corpus_rejects", {}), dict):
+        return "not a plan: 'corpus_rejects' is not an object"
+    return None
 
 
 # Story shard s belongs to worker s % N: see emopillars.cluster.workers for why.

@@ -6,6 +6,7 @@ what they report is what ran, not what the source tree holds at publish time.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -14,7 +15,9 @@ from emopillars.config import describe
 from emopillars.engines import EngineInfo
 from emopillars.hashing import stable_hash
 from emopillars.run.layout import RunLayout
-from emopillars.run.storage import StorageError, read_json, write_json
+from emopillars.run.storage import CorruptFileError, read_json, write_json
+
+log = logging.getLogger("emopillars")
 
 
 class RunRecord(BaseModel):
@@ -45,7 +48,16 @@ class RunRecord(BaseModel):
 
 
 def write_run_record(layout: RunLayout, record: RunRecord) -> None:
-    write_json(layout.run_record, record.model_dump(mode="json"))
+    """Write run.json when its content changes (or it is unreadable): a finished run folder
+    stays untouched by a run that has nothing to do."""
+    value = record.model_dump(mode="json")
+    path = layout.run_record
+    try:
+        if path.exists() and read_json(path) == value:
+            return
+    except CorruptFileError as error:
+        log.warning("%s is unreadable (%s): rewriting it", path, error.problem)
+    write_json(path, value)
 
 
 def read_run_record(layout: RunLayout) -> RunRecord:
@@ -55,7 +67,6 @@ def read_run_record(layout: RunLayout) -> RunRecord:
     try:
         return RunRecord.model_validate(read_json(path))
     except ValidationError as error:
-        raise StorageError(
-            f"{path} is not a run record of this emopillars version ({describe(error)}): run "
-            "`emopillars run` with the same config again to rewrite it (finished shards are kept)"
+        raise CorruptFileError(
+            path, f"not a run record of this emopillars version: {describe(error)}"
         ) from None

@@ -5,6 +5,10 @@ and how answers are parsed), and skips the shard when its marker carries the sam
 Otherwise it answers each request from the shard's kept answers or its journal when it can,
 else from the engine (journaled as they arrive); retries unusable answers a bounded number of
 times; writes the shard, its rejects and its answers; and only then writes the marker.
+
+Each story shard's stages are one task (a generator that yields the requests it waits for);
+run/schedule.py runs many such tasks at once so that the engine is always full. A stage's
+output goes to the next stage from memory, with the hash of the bytes written.
 """
 
 from __future__ import annotations
@@ -13,32 +17,51 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from emopillars.config import RunConfig
-from emopillars.engines import Engine, EngineSpec, Message, Request, Result, Sampling, engine_spec
-from emopillars.hashing import file_hash, stable_hash
+from emopillars.engines import Engine, EngineSpec, Request, Result, Sampling, engine_spec
+from emopillars.hashing import file_hash
 from emopillars.run import tables
-from emopillars.run.answers import ShardAnswers, read_answers
+from emopillars.run.answers import ShardAnswers
+from emopillars.run.healing import explain_recompute, kept_answers, previous_marker, record_links
 from emopillars.run.ingest import prepare_stories
 from emopillars.run.journal import Journal
-from emopillars.run.layout import STORIES, RunLayout
+from emopillars.run.layout import RunLayout
+from emopillars.run.leases import shard_lease
+from emopillars.run.lock import role
 from emopillars.run.manifest import Manifest, ShardMarker
 from emopillars.run.plan import shards_of_worker
 from emopillars.run.record import RunRecord, write_run_record
-from emopillars.run.storage import read_rows, write_parquet
+from emopillars.run.requests import RequestBuilder
+from emopillars.run.schedule import Need, Scheduler, Task, stream_of
+from emopillars.run.storage import read_rows, write_rows
 from emopillars.run.telemetry import PrefixShare
 from emopillars.secrets import redact
 from emopillars.stages import STAGES, Stage, stage_context
-from emopillars.stages.base import Reject, Row, Step
+from emopillars.stages.base import Reject, Row, StageContext, Step
 from emopillars.stages.decoding import decode
 
 log = logging.getLogger("emopillars")
 events = logging.getLogger("emopillars.events")
 ProgressHook = Callable[[str, int, "ShardMarker | None"], None]
+# What a stage task yields, is sent, and returns.
+Work = Generator[Need, dict[str, Result], "ShardInput"]
+
+
+@dataclass(frozen=True)
+class ShardInput:
+    """A stage's input rows and the sha256 of the file that holds them."""
+
+    rows: list[Row]
+    sha256: str
+
+    @classmethod
+    def read(cls, path: Path) -> ShardInput:
+        return cls(read_rows(path), file_hash(path))
 
 
 class StepContractError(RuntimeError):
@@ -109,84 +132,46 @@ class Runner:
         config: RunConfig,
         spec: EngineSpec | None = None,
         on_shard: ProgressHook | None = None,
+        steps: Sequence[Step] | None = None,
     ) -> None:
         self.config = config
         self.on_shard = on_shard
         self.run_dir = config.output_dir
         self.layout = RunLayout(self.run_dir)
-        self.ctx = stage_context(config)
+        # `steps`: the calls this runner may make, when not the method's (judge-teacher's).
+        self.ctx = (
+            stage_context(config) if steps is None else StageContext.from_config(config, steps)
+        )
         self.spec = spec or engine_spec(config)
         self.engine = _LazyEngine(self.spec)
         self.manifest = Manifest(self.layout)
+        self.requests = RequestBuilder(config, self.ctx, self.spec)
         # What this invocation did, as opposed to the totals in the manifest.
         self.computed: list[ShardMarker] = []
-        self._schemas: dict[str, dict[str, Any]] = {}
         self.skipped = 0
 
     # -- sampling and requests -------------------------------------------------------------
     def _sampling(self, step: Step, attempt: int) -> Sampling:
-        base = Sampling(
-            max_tokens=step.budget(self.ctx),
-            temperature=self.config.temperature,
-            repetition_penalty=self.spec.repetition_penalty,
-            seed=self.config.seed,
-        )
-        if attempt == 0:
-            return base
-        # Greedy decoding would repeat the same answer: a retry samples, with its own seed.
-        return replace(
-            base, temperature=self.config.retry_temperature, seed=self.config.seed + attempt
-        )
+        return self.requests.sampling(step, attempt)
 
     def _schema(self, step: Step) -> dict[str, Any]:
-        # A stage's schema depends on the config only; pydantic takes ~1 ms to build one.
-        if step.call not in self._schemas:
-            self._schemas[step.call] = step.schema(self.ctx)
-        return self._schemas[step.call]
+        return self.requests.schema(step)
 
     def _request(self, step: Step, row: Row, attempt: int) -> Request:
-        return Request(
-            messages=(Message("user", step.prompt(row, self.ctx)),),
-            schema=self._schema(step),
-            sampling=self._sampling(step, attempt),
-            engine_fingerprint=self.spec.info.fingerprint,
-        )
+        return self.requests.request(step, row, attempt)
 
     def fingerprints(self, stage: Stage, rows: list[Row], input_sha: str) -> tuple[str, str]:
         """(of what is sent, of that and how answers are parsed): equal first parts mean the
         kept answers still answer every first-attempt request."""
-        first, *_ = stage.steps
-        requested = stable_hash(
-            {
-                "stage": stage.name,
-                "input": input_sha,
-                "requests": [self._request(first, row, 0).key for row in rows],
-                "steps": [
-                    {
-                        "call": step.call,
-                        "template": self.ctx.template(step.call).sha256,
-                        "schema": self._schema(step),
-                        "sampling": self._sampling(step, 0).__dict__,
-                    }
-                    for step in stage.steps
-                ],
-                "retry": [self.config.max_attempts, self.config.retry_temperature],
-                "engine": self.spec.info.fingerprint,
-            },
-            length=32,
-        )
-        parsing = [
-            {
-                "call": step.call,
-                "version": step.parser_version,
-                "params": step.parse_params(self.ctx),
-            }
-            for step in stage.steps
-        ]
-        return requested, stable_hash({"requests": requested, "parsing": parsing}, length=32)
+        first = self.requests.first_requests(stage, rows)
+        return self.requests.fingerprints(stage, first, input_sha)
 
     # -- the engine, through the journal ---------------------------------------------------
-    def _answers(self, work: _ShardWork, step: Step, requests: Sequence[Request]) -> list[Result]:
+    def _answers(
+        self, work: _ShardWork, step: Step, requests: Sequence[Request]
+    ) -> Generator[Need, dict[str, Result], list[Result]]:
+        """The answers to these requests: kept or journaled ones, else the engine's (the task
+        yields what it still needs; the scheduler journals answers as they arrive)."""
         found: dict[str, Result] = {}
         pending: dict[str, Request] = {}
         for request in requests:
@@ -200,20 +185,11 @@ class Runner:
         to_send = list(pending.values())
         for request in to_send:
             work.prefix.add(request.messages[-1].content)
-        size = self.spec.batch_size or max(1, len(to_send))
-        for start in range(0, len(to_send), size):
-            batch = to_send[start : start + size]
-            began = time.perf_counter()
-            results = self.engine.get().generate(batch)
-            work.engine_seconds += time.perf_counter() - began
-            if len(results) != len(batch):
-                raise RuntimeError(
-                    f"engine returned {len(results)} results for {len(batch)} requests"
-                )
-            answered = [(r.key, result) for r, result in zip(batch, results, strict=True)]
-            work.answers.record(answered)
-            found.update(answered)
-            work.requests_sent += len(batch)
+        if to_send:
+            need = Need(to_send, work.answers.record)
+            found.update((yield need))
+            work.requests_sent += len(to_send) - need.shared
+            work.engine_seconds += need.engine_seconds
         ordered = [found[request.key] for request in requests]
         for request, result in zip(requests, ordered, strict=True):
             work.answers.use(step.call, request.key, result)
@@ -222,13 +198,19 @@ class Runner:
         return ordered
 
     # -- one step of a stage over a shard --------------------------------------------------
-    def _run_step(self, work: _ShardWork, step: Step, rows: list[Row]) -> list[Row]:
+    def _run_step(
+        self, work: _ShardWork, step: Step, rows: list[Row], first: list[Request] | None
+    ) -> Generator[Need, dict[str, Result], list[Row]]:
+        """One step over the rows; `first`: its first-attempt requests, already made."""
         key = work.stage.input_key
         outputs: dict[int, list[Row]] = {}
         pending = list(enumerate(rows))
         for attempt in range(self.config.max_attempts):
-            requests = [self._request(step, row, attempt) for _, row in pending]
-            results = self._answers(work, step, requests)
+            if attempt == 0 and first is not None:
+                requests = first
+            else:
+                requests = [self._request(step, row, attempt) for _, row in pending]
+            results = yield from self._answers(work, step, requests)
             retry: list[tuple[int, Row]] = []
             last_try = attempt + 1 == self.config.max_attempts
             for (index, row), request, result in zip(pending, requests, results, strict=True):
@@ -265,33 +247,55 @@ class Runner:
 
     # -- one stage over a shard ------------------------------------------------------------
     def run_stage_shard(self, stage: Stage, shard: int, input_path: Path) -> ShardMarker | None:
-        rows = read_rows(input_path)
-        requested, fingerprint = self.fingerprints(stage, rows, file_hash(input_path))
+        """One stage over one shard, alone; its new marker, or None when it was done."""
+        markers: list[ShardMarker | None] = []
+
+        def task() -> Task:
+            _, marker = yield from self._stage_shard(stage, shard, ShardInput.read(input_path))
+            markers.append(marker)
+
+        self._scheduler().run([task()])
+        return markers[0]
+
+    def _stage_shard(
+        self, stage: Stage, shard: int, source: ShardInput
+    ) -> Generator[Need, dict[str, Result], tuple[ShardInput, ShardMarker | None]]:
+        """The task of one stage over one shard: its output (for the next stage) and its new
+        marker, None when the shard was done already."""
+        rows, input_sha = source.rows, source.sha256
+        first = self.requests.first_requests(stage, rows)
+        requested, fingerprint = self.requests.fingerprints(stage, first, input_sha)
         layout = self.layout
         journal_path = layout.journal(stage.name, shard)
-        previous = self.manifest.read(stage.name, shard)
-        if self.manifest.is_current(previous, fingerprint):
+        # An unreadable marker, or one whose files changed since, proves nothing: recompute.
+        previous = previous_marker(self.manifest, stage.name, shard)
+        reason = None if previous is None else self.manifest.outdated(previous, fingerprint)
+        if previous is not None and reason is None:
+            record_links(self.manifest, previous, input_sha)
             # A kill between the marker write and the journal discard leaves a finished
             # shard's journal behind: the marker is the truth, the journal is spent.
             journal_path.unlink(missing_ok=True)
             self.skipped += 1
             if self.on_shard is not None:
                 self.on_shard(stage.name, shard, None)
-            return None
-        kept = read_answers(layout.answers(stage.name, shard))
-        _explain_recompute(stage, shard, previous, requested, kept)
+            return ShardInput.read(layout.shard(stage.name, shard)), None
+        kept = kept_answers(layout, stage.name, shard)
+        same_requests = previous is not None and previous.request_fingerprint == requested
+        explain_recompute(stage.name, shard, previous, reason, same_requests, kept)
         began = time.perf_counter()
         answers = ShardAnswers(Journal(journal_path), kept)
         work = _ShardWork(stage=stage, shard=shard, answers=answers)
         current = rows
-        for step in stage.steps:
-            current = self._run_step(work, step, current) if current else []
+        for index, step in enumerate(stage.steps):
+            made = first if index == 0 else None
+            current = (yield from self._run_step(work, step, current, made)) if current else []
         output = layout.shard(stage.name, shard)
         rejects = layout.rejects(stage.name, shard)
-        kept_answers = layout.answers(stage.name, shard)
-        write_parquet(output, current, stage.output_schema)
-        write_parquet(rejects, work.rejects, tables.REJECT)
-        answers.write(kept_answers)
+        answers_path = layout.answers(stage.name, shard)
+        # Hashed from the bytes written: nothing is read back.
+        table, output_sha = write_rows(output, current, stage.output_schema)
+        _, rejects_sha = write_rows(rejects, work.rejects, tables.REJECT)
+        answers_sha = answers.write(answers_path)
         accepted = len({row[stage.input_key] for row in current})
         marker = ShardMarker(
             stage=stage.name,
@@ -299,9 +303,12 @@ class Runner:
             fingerprint=fingerprint,
             request_fingerprint=requested,
             output=layout.relative(output),
-            output_sha256=file_hash(output),
+            output_sha256=output_sha,
+            input_sha256=input_sha,
             rejects=layout.relative(rejects),
-            answers=layout.relative(kept_answers),
+            rejects_sha256=rejects_sha,
+            answers=layout.relative(answers_path),
+            answers_sha256=answers_sha,
             inputs=len(rows),
             accepted=accepted,
             rejected=len(rows) - accepted,
@@ -326,7 +333,8 @@ class Runner:
         events.info(json.dumps({"event": "shard_done", **marker.model_dump()}, sort_keys=True))
         if self.on_shard is not None:
             self.on_shard(stage.name, shard, marker)
-        return marker
+        # The next stage reads the rows as the file holds them (Arrow's types, not parse's).
+        return ShardInput(table.to_pylist(), output_sha), marker
 
     def prepare(self) -> dict[str, Any]:
         """Settle the plan and the story shards, and record what the run is in run.json."""
@@ -346,15 +354,28 @@ class Runner:
         return plan
 
     def run_shards(self, shards: Iterable[int]) -> None:
-        """Every stage of each story shard, one story shard after the other."""
+        """Every stage of each story shard, many story shards at once (run/schedule.py)."""
         try:
-            for shard in shards:
-                upstream = STORIES
-                for stage in STAGES:
-                    self.run_stage_shard(stage, shard, self.layout.shard(upstream, shard))
-                    upstream = stage.name
+            self._scheduler().run(self._story_shard(shard) for shard in shards)
         finally:
             self.engine.close()
+
+    def _scheduler(self) -> Scheduler:
+        execution = self.config.execution
+        return Scheduler(
+            lambda: stream_of(self.engine.get(), self.spec.batch_size),
+            max_in_flight=execution.max_in_flight or self.spec.max_in_flight,
+            window=execution.shards_in_flight,
+        )
+
+    def _story_shard(self, shard: int) -> Task:
+        """The task of one story shard: its stages one after another."""
+        # Two processes given the same shard take turns at it (run/leases.py); the lease is
+        # held while any of the shard's stages runs.
+        with shard_lease(self.layout, shard, role(self.config.execution)):
+            source = ShardInput.read(self.layout.story_shard(shard))
+            for stage in STAGES:
+                source, _ = yield from self._stage_shard(stage, shard, source)
 
     def run(self) -> dict[str, Any]:
         """Prepare, then run this worker's story shards: all of them for a single worker."""
@@ -369,8 +390,11 @@ class Runner:
 
 
 def _check_columns(stage: Stage, step: Step, rows: list[Row]) -> None:
+    names = step.column_names
     for row in rows:
-        extra, missing = set(row) - step.column_names, step.column_names - set(row)
+        if row.keys() == names:
+            continue
+        extra, missing = set(row) - names, names - set(row)
         if extra or missing:
             problems = [f"key {key!r}, which its columns lack" for key in sorted(extra)]
             problems += [f"no {key!r}, which its columns declare" for key in sorted(missing)]
@@ -379,26 +403,3 @@ def _check_columns(stage: Stage, step: Step, rows: list[Row]) -> None:
                 f"(declared columns: {', '.join(name for name, _ in step.columns)}): fix the "
                 "step's `columns` or its `parse`"
             )
-
-
-def _explain_recompute(
-    stage: Stage,
-    shard: int,
-    previous: ShardMarker | None,
-    requested: str,
-    kept: dict[str, Result],
-) -> None:
-    """Say why a finished shard is computed again, and whether the engine will be asked."""
-    if previous is None:
-        return
-    where = f"{stage.name} shard {shard}"
-    if not kept:
-        log.info(
-            "%s: recomputing; it has no kept answers (made before emopillars kept them, or "
-            "its answers file was removed), so its requests go to the engine again",
-            where,
-        )
-    elif previous.request_fingerprint == requested:
-        log.info("%s: only parsing changed; re-parsing its kept answers", where)
-    else:
-        log.info("%s: inputs or prompts changed; kept answers are reused where they match", where)

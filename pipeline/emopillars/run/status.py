@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from emopillars.run.check import check_lines, check_run
 from emopillars.run.layout import RunLayout
 from emopillars.run.manifest import Manifest, StageTotals
 from emopillars.run.plan import read_plan
@@ -23,11 +24,19 @@ def stage_totals(run_dir: Path) -> dict[str, StageTotals]:
 
 def status_json(run_dir: Path) -> dict[str, Any]:
     plan = read_plan(RunLayout(run_dir))
+    checked = check_run(run_dir, plan)
     return {
         "run_dir": str(run_dir),
         "stories": plan["stories"],
         "corpus_rejects": plan["corpus_rejects"],
         "stages": {name: total.model_dump() for name, total in stage_totals(run_dir).items()},
+        "integrity": {
+            "intact": checked.chain.intact,
+            "verified": checked.chain.verified,
+            "total": checked.chain.total,
+            "dataset": checked.dataset_state,
+        },
+        "problems": [problem.as_json() for problem in checked.problems],
     }
 
 
@@ -48,4 +57,5 @@ def status_table(run_dir: Path) -> str:
     for name, t in totals.items():
         reasons = ", ".join(f"{reason} {n}" for reason, n in t.reject_reasons.items()) or "none"
         lines.append(f"  {name:<11}{reasons}")
+    lines += ["", *check_lines(run_dir, check_run(run_dir, plan))]
     return "\n".join(lines)

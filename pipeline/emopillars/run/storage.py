@@ -3,20 +3,41 @@ that resumes after a kill, sees either the old file or the complete new one."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+if TYPE_CHECKING:
+    import polars as pl
+
 
 class StorageError(OSError):
     """Writing failed (a full disk, a read-only folder); finished shards are untouched."""
+
+
+# What to do about a damaged file of a run folder, unless its reader knows better.
+REBUILD = (
+    "run `emopillars run` with the same config again to rebuild it (finished shards whose "
+    "files are intact are kept)"
+)
+
+
+class CorruptFileError(StorageError):
+    """A file of the run folder cannot be read as what it should be: torn, truncated or
+    edited. The message names the file and what to do; `problem` says what is wrong."""
+
+    def __init__(self, path: Path, problem: str, todo: str = REBUILD) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path} is unreadable ({problem}): {todo}")
 
 
 @contextmanager
@@ -25,16 +46,43 @@ def _atomic_path(path: Path) -> Iterator[Path]:
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     temporary_path = Path(temporary)
+    renamed = False
     try:
         yield temporary_path
         with temporary_path.open("rb") as written:
             os.fsync(written.fileno())
         os.replace(temporary_path, path)
+        renamed = True
         _fsync_dir(path.parent)
     except OSError as error:
         raise StorageError(f"could not write {path}: {error}") from error
     finally:
-        temporary_path.unlink(missing_ok=True)
+        if not renamed:
+            temporary_path.unlink(missing_ok=True)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    """`_atomic_path` for bytes in memory: written, fsynced and closed through one
+    descriptor (no reopening to fsync), then renamed into place and the folder fsynced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    renamed = False
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(handle, view) :]
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+        os.replace(temporary, path)
+        renamed = True
+        _fsync_dir(path.parent)
+    except OSError as error:
+        raise StorageError(f"could not write {path}: {error}") from error
+    finally:
+        if not renamed:
+            Path(temporary).unlink(missing_ok=True)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -46,16 +94,29 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def write_parquet(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
+    write_rows(path, rows, schema)
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> tuple[pa.Table, str]:
+    """Write rows as a Parquet file; the table written and the file's sha256, hashed from
+    the bytes in memory (the runner records it without reading the file back)."""
     # from_pylist would drop keys the schema lacks and fill absent ones with nulls: silently.
     names = set(schema.names)
     for row in rows:
-        if set(row) != names:
+        if row.keys() != names:
             raise ValueError(
                 f"a row for {path} does not match its schema: extra "
                 f"{sorted(set(row) - names)}, missing {sorted(names - set(row))}"
             )
-    table = pa.Table.from_pylist(rows, schema=schema)
-    write_table(path, table)
+    # Column by column: the same table as from_pylist, in a third of its time.
+    table = pa.Table.from_pydict(
+        {name: [row[name] for row in rows] for name in schema.names}, schema=schema
+    )
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, row_group_size=20_000, write_page_index=True)
+    data = sink.getvalue().to_pybytes()
+    _write_bytes(path, data)
+    return table, hashlib.sha256(data).hexdigest()
 
 
 def write_table(path: Path, table: pa.Table, row_group_size: int = 20_000) -> None:
@@ -64,14 +125,62 @@ def write_table(path: Path, table: pa.Table, row_group_size: int = 20_000) -> No
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = pq.read_table(path).to_pylist()
+    """The rows of a Parquet file; CorruptFileError when it is no Parquet file (truncated)."""
+    try:
+        rows: list[dict[str, Any]] = pq.read_table(path).to_pylist()
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError) as error:
+        raise CorruptFileError(
+            path, f"not a readable Parquet file: {_first_line(error)}"
+        ) from error
+    return rows
+
+
+def read_frame(path: Path) -> pl.DataFrame:
+    """A Parquet file as a polars frame; CorruptFileError when it is no Parquet file."""
+    import polars as pl  # not needed by the workers, who write through pyarrow
+
+    try:
+        return pl.read_parquet(path)
+    except FileNotFoundError:
+        raise
+    except (pl.exceptions.PolarsError, pa.ArrowException, OSError) as error:
+        raise CorruptFileError(
+            path, f"not a readable Parquet file: {_first_line(error)}"
+        ) from error
+
+
+def row_count(path: Path) -> int:
+    """The rows of a Parquet file, from its footer; CorruptFileError when it has none."""
+    try:
+        rows: int = pq.read_metadata(path).num_rows
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError) as error:
+        raise CorruptFileError(
+            path, f"not a readable Parquet file: {_first_line(error)}"
+        ) from error
     return rows
 
 
 def write_json(path: Path, value: Any) -> None:
-    with _atomic_path(path) as temporary:
-        temporary.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    _write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+def read_json(path: Path, todo: str = REBUILD) -> Any:
+    """The JSON value of a file; CorruptFileError, saying `todo`, when it holds none."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise CorruptFileError(
+            path, f"not text: {error.reason} at byte {error.start}", todo
+        ) from error
+    except json.JSONDecodeError as error:
+        raise CorruptFileError(
+            path, f"not valid JSON: {error.msg}: line {error.lineno} column {error.colno}", todo
+        ) from error
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -10,6 +10,9 @@ from pydantic import ValidationError
 from emopillars.engines import Result
 from emopillars.stages.base import Reject, Step
 
+# What json.loads(text, strict=False) builds on every call, built once.
+_DECODER = json.JSONDecoder(strict=False)
+
 
 def decode(step: Step, result: Result) -> Any:
     """The validated answer model, or a Reject that says what was wrong with the answer."""
@@ -22,7 +25,11 @@ def decode(step: Step, result: Result) -> Any:
     try:
         # strict=False admits raw newlines inside strings: llama.cpp's JSON grammar lets the
         # model write them, and they carry no fault worth a retry.
-        value = json.loads(result.text, strict=False)
+        text = result.text
+        # json.loads also refuses a leading BOM with its own message: let it say so.
+        value = (
+            json.loads(text, strict=False) if text.startswith("\ufeff") else _DECODER.decode(text)
+        )
     except json.JSONDecodeError as error:
         raise Reject("invalid_json", str(error)) from None
     try:

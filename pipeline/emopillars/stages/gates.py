@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
-from emopillars.stages.lexicon import EmotionLexicon, words
+from emopillars.stages.lexicon import EmotionLexicon, word_set, word_tuple
 
 # Template and markup leftovers that no character says: chat-template tokens, placeholders,
 # instruction tags, and identifiers such as `lp_14329785`.
@@ -31,23 +32,25 @@ def debris(text: str, max_non_letter_share: float) -> str | None:
     found = _DEBRIS.search(text)
     if found:
         return f"debris {found.group(0)!r}"
-    visible = [char for char in text if not char.isspace()]
+    # Letters are never spaces: the visible characters that are not letters are the visible
+    # ones less the letters. map() over str methods keeps the per-character loop in C.
+    visible = len(text) - sum(map(str.isspace, text))
     if visible:
-        others = sum(1 for char in visible if not char.isalpha())
-        if others / len(visible) > max_non_letter_share:
-            return f"{others} of {len(visible)} characters are not letters"
+        others = visible - sum(map(str.isalpha, text))
+        if others / visible > max_non_letter_share:
+            return f"{others} of {visible} characters are not letters"
     return None
 
 
 def too_short(text: str, minimum: int) -> str | None:
-    count = len(words(text))
+    count = len(word_tuple(text))
     return f"{count} words, fewer than {minimum}" if count < minimum else None
 
 
 def names_only_emotion(text: str, lexicon: EmotionLexicon) -> str | None:
     """An emotion named instead of expressed: only emotion words, or a short phrase that
     starts with one and has no pronoun (nobody speaks in it)."""
-    said = words(text)
+    said = word_tuple(text)
     if not said:
         return None
     content = [word for word in said if word not in _NOT_NAMES]
@@ -56,7 +59,7 @@ def names_only_emotion(text: str, lexicon: EmotionLexicon) -> str | None:
     if (
         said[0] in lexicon.labels_of
         and len(said) <= _NAMING_PHRASE_WORDS
-        and not _PERSONAL & set(said)
+        and not _PERSONAL & word_set(text)
     ):
         return f"a phrase naming {lexicon.labels_of[said[0]]}"
     return None
@@ -66,10 +69,10 @@ def shared_run(text: str, source: str, length: int) -> str | None:
     """A run of `length` words that `text` copies from `source` (0: no check)."""
     if length <= 0:
         return None
-    said = words(text)
+    said = word_tuple(text)
     if len(said) < length:
         return None
-    runs = _runs(words(source), length)
+    runs = _story_runs(source, length)
     for start in range(len(said) - length + 1):
         run = tuple(said[start : start + length])
         if run in runs:
@@ -81,9 +84,15 @@ def _runs(sequence: Sequence[str], length: int) -> set[tuple[str, ...]]:
     return {tuple(sequence[i : i + length]) for i in range(len(sequence) - length + 1)}
 
 
+@lru_cache(maxsize=64)
+def _story_runs(source: str, length: int) -> frozenset[tuple[str, ...]]:
+    # Every utterance of a story is checked against the same story: split it into runs once.
+    return frozenset(_runs(word_tuple(source), length))
+
+
 def word_overlap(first: str, second: str) -> float:
     """Jaccard similarity of the two texts' word sets."""
-    a, b = set(words(first)), set(words(second))
+    a, b = word_set(first), word_set(second)
     if not a or not b:
         return 1.0 if a == b else 0.0
     return len(a & b) / len(a | b)
@@ -91,9 +100,9 @@ def word_overlap(first: str, second: str) -> float:
 
 def name_in_story(name: str, story: str) -> bool:
     """Whether a character's name, or one of its words, occurs in the story."""
-    named = [word for word in words(name) if word not in _NOT_NAMES]
-    return bool(set(named) & set(words(story)))
+    named = [word for word in word_tuple(name) if word not in _NOT_NAMES]
+    return not word_set(story).isdisjoint(named)
 
 
 def length_ratio(rewritten: str, original: str) -> float:
-    return len(words(rewritten)) / max(1, len(words(original)))
+    return len(word_tuple(rewritten)) / max(1, len(word_tuple(original)))

@@ -69,16 +69,7 @@ class SoftLabel(Step):
         }
 
     def parse(self, row: Row, answer: LabelsAnswer, ctx: StageContext) -> Parsed:
-        scores: dict[str, float] = {}
-        unmapped: list[str] = []
-        for item in answer.emotions[: ctx.config.max_labels]:
-            label = ctx.taxonomy.map_label(item.label)
-            if label is None:
-                unmapped.append(item.label.strip())
-                continue
-            scores[label] = max(scores.get(label, 0.0), item.intensity)
-        if not scores:
-            raise Reject("off_taxonomy_only", ", ".join(unmapped))
+        scores, unmapped = mapped_scores(answer, ctx)
         kept = {label: s for label, s in scores.items() if s >= ctx.config.label_threshold}
         if not kept:
             # A valid answer that finds every emotion weak: asking again until some label
@@ -96,6 +87,22 @@ class SoftLabel(Step):
             "unmapped_labels": unmapped,
         }
         return Parsed(rows=[row_out], item_rejects=[("unmapped_label", u) for u in unmapped])
+
+
+def mapped_scores(answer: LabelsAnswer, ctx: StageContext) -> tuple[dict[str, float], list[str]]:
+    """The answer's labels in the taxonomy (synonyms mapped), each at its highest intensity,
+    and the labels that map to none; Reject when no label maps."""
+    scores: dict[str, float] = {}
+    unmapped: list[str] = []
+    for item in answer.emotions[: ctx.config.max_labels]:
+        label = ctx.taxonomy.map_label(item.label)
+        if label is None:
+            unmapped.append(item.label.strip())
+            continue
+        scores[label] = max(scores.get(label, 0.0), item.intensity)
+    if not scores:
+        raise Reject("off_taxonomy_only", ", ".join(unmapped))
+    return scores, unmapped
 
 
 STAGE = Stage(name="labels", input_key="utterance_id", steps=(SoftLabel(),))

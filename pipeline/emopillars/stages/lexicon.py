@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from emopillars.stages.taxonomy import LABELS, NEUTRAL
@@ -17,7 +18,24 @@ _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
 
 def words(text: str) -> list[str]:
     """The words of a text, lowercased: runs of letters, with inner apostrophes."""
-    return [word.lower().replace("’", "'") for word in _WORD.findall(text)]
+    return list(word_tuple(text))
+
+
+@lru_cache(maxsize=4096)
+def word_tuple(text: str) -> tuple[str, ...]:
+    """`words` of a text, cached: the gates split the same story, utterance or context again
+    and again (each pair of a story's utterances, a rewrite against its original)."""
+    if text.isascii():
+        # Lowercasing ASCII maps letters to letters one for one, so splitting the lowercased
+        # text finds the same words, lowercased; no ’ to replace.
+        return tuple(_WORD.findall(text.lower()))
+    return tuple(word.lower().replace("’", "'") for word in _WORD.findall(text))
+
+
+@lru_cache(maxsize=4096)
+def word_set(text: str) -> frozenset[str]:
+    """The set of a text's words, cached like `word_tuple`."""
+    return frozenset(word_tuple(text))
 
 
 @dataclass(frozen=True)
@@ -28,7 +46,8 @@ class EmotionLexicon:
 
     def found(self, text: str) -> list[str]:
         """The emotion words of a text, in order, repeats included."""
-        return [word for word in words(text) if word in self.labels_of]
+        labels_of = self.labels_of
+        return [word for word in word_tuple(text) if word in labels_of]
 
     def count(self, text: str) -> int:
         return len(self.found(text))
