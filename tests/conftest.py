@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +84,20 @@ def dataset_contents(run_dir: Path) -> dict[str, object]:
         elif path.is_file():
             contents[name] = path.read_text(encoding="utf-8")
     return contents
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished fake-engine run (6 stories, 3 story shards) for the whole session: tests
+    that change a run work on a copy (`run_dir`)."""
+    from emopillars.api import run_pipeline
+
+    folder = tmp_path_factory.mktemp("finished")
+    run_pipeline(fake_config(write_corpus(folder / "stories.jsonl"), folder / "run"))
+    return folder / "run"
+
+
+@pytest.fixture
+def run_dir(finished_run: Path, tmp_path: Path) -> Path:
+    """A copy of the finished run, this test's own."""
+    return Path(shutil.copytree(finished_run, tmp_path / "run"))

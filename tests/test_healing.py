@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,24 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import dataset_contents, fake_config, write_corpus
-from emopillars.api import run_pipeline
+from conftest import dataset_contents
 from emopillars.cli import main
 from emopillars.run.storage import CorruptFileError
 from emopillars.stages import STAGE_NAMES
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One finished fake-engine run (6 stories, 3 story shards); tests work on copies."""
-    folder = tmp_path_factory.mktemp("finished")
-    run_pipeline(fake_config(write_corpus(folder / "stories.jsonl"), folder / "run"))
-    return folder / "run"
-
-
-@pytest.fixture
-def run_dir(finished_run: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(finished_run, tmp_path / "run"))
 
 
 def run_args(finished_run: Path, run_dir: Path, *extra: str) -> list[str]:

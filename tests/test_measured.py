@@ -5,27 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import fake_config, write_corpus
-from emopillars.api import run_pipeline
 from emopillars.cli.main import main
 from emopillars.dataset.measured import Measurement, attach, from_evaluation, read_attached
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("measured")
-    run_pipeline(fake_config(write_corpus(folder / "stories.jsonl"), folder / "run"))
-    return folder / "run"
-
-
-@pytest.fixture
-def run_dir(finished_run: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(finished_run, tmp_path / "run"))
-
 
 EVALUATION = {
     "model": "/models/minilm-context-less",

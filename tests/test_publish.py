@@ -47,19 +47,6 @@ QUALITY_FILES = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # One fake-engine run for the whole module; each test publishes its own copy.
-    folder = tmp_path_factory.mktemp("finished")
-    run_pipeline(fake_config(write_corpus(folder / "stories.jsonl"), folder / "run"))
-    return folder / "run"
-
-
-@pytest.fixture
-def run_dir(finished_run: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(finished_run, tmp_path / "run"))
-
-
 @pytest.fixture
 def hub_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeHubApi:
     monkeypatch.setenv("HF_TOKEN", TOKEN)
