@@ -165,7 +165,13 @@ def _check_config(dataset_dir: Path, config: DatasetConfig) -> _ConfigCheck:
             found.problems.append(f"config {config.name} has no {split} split")
         for path in paths:
             name = f"{config.name}/{path.name}"
-            table = _checked_table(path, name, config, found)
+            try:
+                table = _checked_table(path, name, config, found)
+            except (pa.ArrowException, OSError) as error:
+                # A damaged file (edited, truncated) is a problem to name, not a crash.
+                first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+                found.problems.append(f"{name} is not a readable Parquet file: {first_line}")
+                continue
             if table is None:
                 continue
             found.files.append(DataFile(name, path, table.num_rows))
