@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -194,3 +195,21 @@ def test_synthetic_comparisons_of_both_models(
     # the same context-less model on the same rewritten rows, reached two ways
     same_rows = both["comparisons"]["context_less_on_rewritten"]
     assert same_rows["macro_f1"] == less["comparisons"]["rewritten_utterances"]["macro_f1"]
+
+
+def test_a_missing_base_model_or_a_damaged_dataset_is_one_line(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = _train_args(run_dir, tmp_path / "model")
+    argv[argv.index("--base-model") + 1] = "no-such-org/no-such-encoder"  # offline here
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot load --base-model no-such-org/no-such-encoder" in err[0]
+
+    damaged = Path(shutil.copytree(run_dir, tmp_path / "run"))
+    [train_file] = (damaged / "dataset" / "context_less").glob("train-*.parquet")
+    with train_file.open("ab") as handle:
+        handle.write(b"x")
+    assert main(_train_args(damaged, tmp_path / "model")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(train_file) in err[0] and "unreadable" in err[0]

@@ -17,6 +17,7 @@ import polars as pl
 
 from emopillars.classify.metrics import Matrix
 from emopillars.hashing import file_hash
+from emopillars.run.storage import read_frame
 from emopillars.stages.taxonomy import LABELS
 
 ConfigName = Literal["context_less", "context_aware"]
@@ -69,7 +70,7 @@ def read_examples(
 ) -> Examples:
     """One example per dataset row, in the dataset's order. `utterance_column` picks the
     context-aware rows' `original_utterance` instead of the rewritten one."""
-    frame = pl.concat([pl.read_parquet(path) for path in split_files(run_dir, config, split)])
+    frame = pl.concat([read_frame(path) for path in split_files(run_dir, config, split)])
     utterances = frame[utterance_column].to_list()
     if config == "context_aware":
         texts = [

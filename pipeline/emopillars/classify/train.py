@@ -81,9 +81,16 @@ def train(
         return TrainingResult(model_dir, History(**state["history"]), state["epoch"], "none")
 
     device = pick_device(device)
-    tokenizer = AutoTokenizer.from_pretrained(settings.base_model)
-    torch.manual_seed(settings.seed)  # the new classifier head's initial weights
-    model = _base_model(settings.base_model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(settings.base_model)
+        torch.manual_seed(settings.seed)  # the new classifier head's initial weights
+        model = _base_model(settings.base_model)
+    except OSError as error:  # transformers' way of saying "not found" and "offline"
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise TrainingError(
+            f"cannot load --base-model {settings.base_model}: {reason}; pass a model folder, "
+            "or an id that the Hub (or your Hugging Face cache) has"
+        ) from error
     model.to(device)
     length = settings.resolved_max_length
     train_features = _features(tokenizer, train_set, length)

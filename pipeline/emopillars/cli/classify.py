@@ -16,6 +16,7 @@ from emopillars.cli.exit_codes import ExitCode
 from emopillars.cli.failures import fail
 from emopillars.config import describe
 from emopillars.dataset.measured import attach, from_evaluation
+from emopillars.run.storage import CorruptFileError
 
 
 def add_classify_commands(commands: Any) -> None:
@@ -118,6 +119,8 @@ def train_command(args: argparse.Namespace) -> int:
         result = train(args.run_dir, model_dir, settings, args.device, progress=not args.quiet)
     except (TrainExtraMissing, DatasetMissingError, TrainingError) as error:
         return fail(error, ExitCode.USAGE, debug=args.debug)
+    except CorruptFileError as error:  # its message names the file and what to do
+        return fail(error, ExitCode.FAILED, debug=args.debug)
     history = result.history
     best = history.best
     assert best is not None
