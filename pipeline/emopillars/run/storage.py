@@ -124,16 +124,24 @@ def write_table(path: Path, table: pa.Table, row_group_size: int = 20_000) -> No
         pq.write_table(table, temporary, row_group_size=row_group_size, write_page_index=True)
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """The rows of a Parquet file; CorruptFileError when it is no Parquet file (truncated)."""
+@contextmanager
+def _reading_parquet(path: Path, *errors: type[Exception]) -> Iterator[None]:
+    """A reader's failure on a damaged file (torn, truncated, edited) as CorruptFileError
+    naming it; a missing file stays FileNotFoundError."""
     try:
-        rows: list[dict[str, Any]] = pq.read_table(path).to_pylist()
+        yield
     except FileNotFoundError:
         raise
-    except (pa.ArrowException, OSError) as error:
+    except (pa.ArrowException, OSError, *errors) as error:
         raise CorruptFileError(
             path, f"not a readable Parquet file: {_first_line(error)}"
         ) from error
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a Parquet file; CorruptFileError when it is no Parquet file (truncated)."""
+    with _reading_parquet(path):
+        rows: list[dict[str, Any]] = pq.read_table(path).to_pylist()
     return rows
 
 
@@ -141,26 +149,14 @@ def read_frame(path: Path) -> pl.DataFrame:
     """A Parquet file as a polars frame; CorruptFileError when it is no Parquet file."""
     import polars as pl  # not needed by the workers, who write through pyarrow
 
-    try:
+    with _reading_parquet(path, pl.exceptions.PolarsError):
         return pl.read_parquet(path)
-    except FileNotFoundError:
-        raise
-    except (pl.exceptions.PolarsError, pa.ArrowException, OSError) as error:
-        raise CorruptFileError(
-            path, f"not a readable Parquet file: {_first_line(error)}"
-        ) from error
 
 
 def row_count(path: Path) -> int:
     """The rows of a Parquet file, from its footer; CorruptFileError when it has none."""
-    try:
+    with _reading_parquet(path):
         rows: int = pq.read_metadata(path).num_rows
-    except FileNotFoundError:
-        raise
-    except (pa.ArrowException, OSError) as error:
-        raise CorruptFileError(
-            path, f"not a readable Parquet file: {_first_line(error)}"
-        ) from error
     return rows
 
 
