@@ -56,6 +56,7 @@ from typing import Any, Literal
 from emopillars.config import RunConfig
 from emopillars.engines import Request, Result
 from emopillars.engines.fake import FakeEngine
+from emopillars.run.telemetry import common_prefix_length
 from emopillars.stages import STAGES, stage_context
 
 Shape = Literal["fixed", "uniform", "exponential"]
@@ -263,7 +264,7 @@ class SimulatedEngine:
             ids, timed = [], []
             for request, stage, result in zip(requests, stages, results, strict=True):
                 prompt = "".join(message.content for message in request.messages)
-                shared = _common_prefix_length(self._previous_prompt, prompt)
+                shared = common_prefix_length(self._previous_prompt, prompt)
                 self._previous_prompt = prompt
                 tokens = self.lengths.draw(stage, request.key, request.sampling.max_tokens)
                 prefill = math.ceil((len(prompt) - shared) / 4)
@@ -315,14 +316,3 @@ def _stages_by_schema(config: RunConfig) -> dict[str, str]:
             if stages.setdefault(key, stage.name) != stage.name:
                 raise ValueError(f"stages {stages[key]} and {stage.name} share a schema")
     return stages
-
-
-def _common_prefix_length(first: str, second: str) -> int:
-    low, high = 0, min(len(first), len(second))
-    while low < high:  # binary search over slice comparisons, at C speed
-        middle = (low + high + 1) // 2
-        if first[:middle] == second[:middle]:
-            low = middle
-        else:
-            high = middle - 1
-    return low

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from emopillars.engines import Request, Result
-from simulated_engine import SimulatedEngine, _common_prefix_length
+from emopillars.run.telemetry import common_prefix_length
+from simulated_engine import SimulatedEngine
 
 
 class StreamingSimulatedEngine(SimulatedEngine):
@@ -29,7 +30,7 @@ class StreamingSimulatedEngine(SimulatedEngine):
             results = self._answers(requests, stages)
             for request, stage, result in zip(requests, stages, results, strict=True):
                 prompt = "".join(message.content for message in request.messages)
-                shared = _common_prefix_length(self._previous_prompt, prompt)
+                shared = common_prefix_length(self._previous_prompt, prompt)
                 self._previous_prompt = prompt
                 tokens = self.lengths.draw(stage, request.key, request.sampling.max_tokens)
                 prefill = math.ceil((len(prompt) - shared) / 4)

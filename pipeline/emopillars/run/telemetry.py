@@ -16,11 +16,11 @@ class PrefixShare:
 
     def add(self, prompt: str) -> None:
         self.total += len(prompt)
-        self.shared += _common_prefix_length(self._previous, prompt)
+        self.shared += common_prefix_length(self._previous, prompt)
         self._previous = prompt
 
 
-def _common_prefix_length(first: str, second: str) -> int:
+def common_prefix_length(first: str, second: str) -> int:
     # Binary search over slice comparisons: C-speed, unlike a loop over characters.
     low, high = 0, min(len(first), len(second))
     while low < high:
