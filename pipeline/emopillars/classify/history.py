@@ -3,7 +3,6 @@ training.png in MODEL_DIR."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -85,7 +84,3 @@ def write_figures(model_dir: Path, history: History) -> None:
     figure.tight_layout()
     figure.savefig(model_dir / PLOT, dpi=100)
     plt.close(figure)
-
-
-def read_history(model_dir: Path) -> History:
-    return History.model_validate(json.loads((model_dir / HISTORY).read_text(encoding="utf-8")))
