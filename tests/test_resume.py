@@ -3,6 +3,7 @@ duplicated, and no finished shard or journaled answer sent to the engine again."
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -11,6 +12,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from conftest import fake_config
 from emopillars.api import run_pipeline
+from emopillars.engines import Result
+from emopillars.run.journal import Journal, journal_line
 from emopillars.stages import STAGE_NAMES
 from helpers import Interrupted, Recorder, recording_spec
 
@@ -89,3 +92,18 @@ def test_killed_run_resumes_exactly(corpus: Path, tmp_path: Path) -> None:
     assert (run_dir / "dataset" / "README.md").read_text() == (
         reference.output_dir / "dataset" / "README.md"
     ).read_text()
+
+
+def test_a_journal_line_is_the_json_of_its_answer(tmp_path: Path) -> None:
+    results = [
+        Result('{"a": "é “x” \\\\ \t\x01"}', "stop", 12, 3),
+        Result("", "error", 0, 0, error='server said "no"\n'),
+        Result("partial", "length", 7, 64),
+    ]
+    for number, result in enumerate(results):
+        key = f"key-{number}"
+        line = journal_line(key, result)
+        assert line == json.dumps({"key": key, "result": result.__dict__}) + "\n"
+    journal = Journal(tmp_path / "journal.jsonl")
+    journal.record([(f"key-{n}", result) for n, result in enumerate(results)])
+    assert Journal(tmp_path / "journal.jsonl").answers == journal.answers

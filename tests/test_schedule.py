@@ -36,9 +36,24 @@ def golden_request_parts() -> tuple[tuple[Message, ...], dict[str, object], Samp
 def test_request_keys_are_unchanged_and_the_fast_path_agrees() -> None:
     messages, schema, sampling, engine = golden_request_parts()
     assert Request(messages, schema, sampling, engine).key == GOLDEN_KEY
-    made = RequestMaker(schema, sampling, engine).make(messages)
+    made = RequestMaker(schema, sampling, engine).make_prompt([messages[0].content])
     assert made.key == GOLDEN_KEY
     assert made == Request(messages, schema, sampling, engine)
+
+
+def test_a_prompt_keyed_piece_by_piece_gets_the_key_of_the_whole_message() -> None:
+    _, schema, sampling, engine = golden_request_parts()
+    maker = RequestMaker(schema, sampling, engine)
+    story = 'Ünïcode “quotes”, "escapes", a tab\t, \x01 and \\ backslashes.\n' * 40
+    for pieces in (
+        ["Story: ", story, "\nWho speaks? ", "Anna", "\nAnswer in JSON."],
+        [story, "", story[:7]],  # a long piece twice: the second is the kept one
+        ["only one piece"],
+        [],
+    ):
+        made = maker.make_prompt(pieces)
+        whole = Request((Message("user", "".join(pieces)),), schema, sampling, engine)
+        assert (made.key, made.messages) == (whole.key, whole.messages)
 
 
 def files_of(run_dir: Path) -> dict[str, bytes]:
@@ -88,7 +103,7 @@ class CountingEngine:
 
 def test_a_request_two_tasks_wait_for_is_answered_once_for_both() -> None:
     maker = RequestMaker({"type": "object"}, Sampling(max_tokens=16), "engine")
-    same, other = maker.make((Message("user", "same"),)), maker.make((Message("user", "b"),))
+    same, other = maker.make_prompt(["same"]), maker.make_prompt(["b"])
     journaled: list[list[str]] = []
     received: list[tuple[dict[str, Result], int]] = []
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal, Protocol
 
 from emopillars.hashing import stable_hash
@@ -66,20 +67,43 @@ class RequestMaker:
         tail = f',"sampling":{_json(sampling.__dict__)},"schema":{_json(schema)}}}'
         self._tail = tail.encode()
 
-    def make(self, messages: tuple[Message, ...]) -> Request:
+    def make_prompt(self, pieces: Sequence[str]) -> Request:
+        """The request of one user message, the joined pieces, keyed as `Request` keys it:
+        from the pieces' JSON text, which for long ones (a template's text, a story) is made once
+        and kept (JSON escapes character by character: the text of the joined pieces is the
+        joined texts)."""
         digest = self._head.copy()
-        digest.update(_messages_json(messages).encode())
+        digest.update(b'[["user","')
+        for piece in pieces:
+            digest.update(_long_json_text(piece) if len(piece) >= _KEPT else _json_text(piece))
+        digest.update(b'"]]')
         digest.update(self._tail)
         request = object.__new__(Request)
         # A frozen dataclass refuses setattr; its fields live in its __dict__ all the same.
         request.__dict__.update(
-            messages=messages,
+            messages=(Message("user", "".join(pieces)),),
             schema=self.schema,
             sampling=self.sampling,
             engine_fingerprint=self.engine_fingerprint,
             key=digest.hexdigest()[:24],
         )
         return request
+
+
+# Pieces this long cost a microsecond or more to escape, and the ones that recur (template
+# text, a story, the definitions) recur on every request: their JSON text is kept, least
+# recently used first out. Shorter ones (a name, an emotion) cost less than a lookup.
+_KEPT = 128
+
+
+def _json_text(piece: str) -> bytes:
+    """The JSON string of `piece` without its quotes, UTF-8: what stable_hash's JSON holds."""
+    return json.encoder.encode_basestring(piece)[1:-1].encode()
+
+
+@lru_cache(maxsize=4096)
+def _long_json_text(piece: str) -> bytes:
+    return _json_text(piece)
 
 
 # What json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")) builds on
@@ -89,13 +113,6 @@ _ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",",
 
 def _json(value: Any) -> str:
     return _ENCODER.encode(value)
-
-
-def _messages_json(messages: tuple[Message, ...]) -> str:
-    """`_json([(m.role, m.content) for m in messages])`, built from the encoder's own string
-    quoting (the same function JSONEncoder uses when ensure_ascii is off)."""
-    quote = json.encoder.encode_basestring
-    return "[" + ",".join(f"[{quote(m.role)},{quote(m.content)}]" for m in messages) + "]"
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,25 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as handle:
             for key, result in items:
-                handle.write(json.dumps({"key": key, "result": result.__dict__}) + "\n")
+                handle.write(journal_line(key, result))
                 self.answers[key] = result
             handle.flush()
             os.fsync(handle.fileno())
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+_QUOTE = json.encoder.encode_basestring_ascii
+
+
+def journal_line(key: str, result: Result) -> str:
+    """`json.dumps({"key": key, "result": result.__dict__}) + "\\n"`, written out: a third of
+    the time, on a path every answer takes. tests/test_resume.py holds them equal."""
+    error = "null" if result.error is None else _QUOTE(result.error)
+    return (
+        f'{{"key": {_QUOTE(key)}, "result": {{"text": {_QUOTE(result.text)}, '
+        f'"finish_reason": {_QUOTE(result.finish_reason)}, '
+        f'"prompt_tokens": {result.prompt_tokens:d}, '
+        f'"completion_tokens": {result.completion_tokens:d}, "error": {error}}}}}\n'
+    )

@@ -77,9 +77,10 @@ class NotedLock:
         self._lock.release()
 
     def announce(self, holder: Holder) -> None:
-        """Write the note. Best effort: a lock without a note still excludes."""
+        """Write the note. Best effort: a lock without a note still excludes. Not fsynced:
+        a note outlives no crash that matters (the lock dies with its holder)."""
         try:
-            write_json(self.note, asdict(holder))
+            write_json(self.note, asdict(holder), durable=False)
         except OSError as error:
             log.debug("could not write %s: %s", self.note, error)
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from emopillars.config import RunConfig
-from emopillars.engines import EngineSpec, Message, Request, Sampling
+from emopillars.engines import EngineSpec, Request, Sampling
 from emopillars.engines.base import RequestMaker
 from emopillars.hashing import stable_hash
 from emopillars.stages import Stage
@@ -53,7 +53,7 @@ class RequestBuilder:
                 self.schema(step), self.sampling(step, attempt), self.spec.info.fingerprint
             )
             self._makers[(step.call, attempt)] = maker
-        return maker.make((Message("user", step.prompt(row, self.ctx)),))
+        return maker.make_prompt(step.prompt_pieces(row, self.ctx))
 
     def first_requests(self, stage: Stage, rows: list[Row]) -> list[Request]:
         """The first step's first-attempt requests, one per input row."""

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from emopillars.config import RunConfig
 from emopillars.engines import Engine, EngineSpec, Request, Result, Sampling, engine_spec
 from emopillars.hashing import file_hash
@@ -333,8 +335,7 @@ class Runner:
         events.info(json.dumps({"event": "shard_done", **marker.model_dump()}, sort_keys=True))
         if self.on_shard is not None:
             self.on_shard(stage.name, shard, marker)
-        # The next stage reads the rows as the file holds them (Arrow's types, not parse's).
-        return ShardInput(table.to_pylist(), output_sha), marker
+        return ShardInput(_as_read_back(stage, table, current), output_sha), marker
 
     def prepare(self) -> dict[str, Any]:
         """Settle the plan and the story shards, and record what the run is in run.json."""
@@ -387,6 +388,17 @@ class Runner:
             )
         )
         return plan
+
+
+def _as_read_back(stage: Stage, table: pa.Table, rows: list[Row]) -> list[Row]:
+    """The rows as the next stage would read them back from the file: the values of the
+    columns this stage added as Arrow holds them (its types, not parse's, so that a resumed
+    run and an uninterrupted one see the same rows). The input's columns are in that form
+    already; converting only the added ones spares the wide ones (the story text)."""
+    added = [name for name in table.schema.names if name not in stage.input_schema.names]
+    for row, values in zip(rows, table.select(added).to_pylist(), strict=True):
+        row.update(values)
+    return rows
 
 
 def _check_columns(stage: Stage, step: Step, rows: list[Row]) -> None:

@@ -61,9 +61,11 @@ def _atomic_path(path: Path) -> Iterator[Path]:
             temporary_path.unlink(missing_ok=True)
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
+def _write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
     """`_atomic_path` for bytes in memory: written, fsynced and closed through one
-    descriptor (no reopening to fsync), then renamed into place and the folder fsynced."""
+    descriptor (no reopening to fsync), then renamed into place and the folder fsynced.
+    Not `durable`: renamed into place all the same, without the fsyncs (for a file whose
+    loss in a power cut costs nothing)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     renamed = False
@@ -72,12 +74,14 @@ def _write_bytes(path: Path, data: bytes) -> None:
             view = memoryview(data)
             while view:
                 view = view[os.write(handle, view) :]
-            os.fsync(handle)
+            if durable:
+                os.fsync(handle)
         finally:
             os.close(handle)
         os.replace(temporary, path)
         renamed = True
-        _fsync_dir(path.parent)
+        if durable:
+            _fsync_dir(path.parent)
     except OSError as error:
         raise StorageError(f"could not write {path}: {error}") from error
     finally:
@@ -113,7 +117,9 @@ def write_rows(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> tup
         {name: [row[name] for row in rows] for name in schema.names}, schema=schema
     )
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, row_group_size=20_000, write_page_index=True)
+    # No page index: these files are read whole (by the next stage, assembly, status), and
+    # one costs more to write than a small shard's rows (the dataset's files have one).
+    pq.write_table(table, sink, row_group_size=20_000)
     data = sink.getvalue().to_pybytes()
     _write_bytes(path, data)
     return table, hashlib.sha256(data).hexdigest()
@@ -160,8 +166,9 @@ def row_count(path: Path) -> int:
     return rows
 
 
-def write_json(path: Path, value: Any) -> None:
-    _write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+def write_json(path: Path, value: Any, durable: bool = True) -> None:
+    data = (json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    _write_bytes(path, data, durable)
 
 
 def read_json(path: Path, todo: str = REBUILD) -> Any:

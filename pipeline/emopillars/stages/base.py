@@ -151,7 +151,11 @@ class Step:
         return {}
 
     def prompt(self, row: Row, ctx: StageContext) -> str:
-        return ctx.template(self.call).render(**self.prompt_values(row, ctx))
+        return "".join(self.prompt_pieces(row, ctx))
+
+    def prompt_pieces(self, row: Row, ctx: StageContext) -> list[str]:
+        """The prompt as its template's pieces (stages/prompts.py): joined, `prompt`."""
+        return ctx.template(self.call).pieces(self.prompt_values(row, ctx))
 
     def budget(self, ctx: StageContext) -> int:
         return ctx.config.max_tokens.get(self.call, self.max_tokens)

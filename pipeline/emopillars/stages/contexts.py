@@ -37,7 +37,7 @@ class GenerateContext(Step):
 
     def parse(self, row: Row, answer: ContextAnswer, ctx: StageContext) -> Parsed:
         context = answer.context.strip()
-        if normalise(row["utterance"]) in normalise(context):
+        if _quotes(context, row["utterance"]):
             raise Reject("context_quotes_utterance", context)
         _check_context(context, ctx)
         return Parsed(rows=[{"context_raw": context}])
@@ -70,6 +70,19 @@ class CleanContext(Step):
             **_gate_params(ctx),
             "emotion_words": ctx.prompt_files_sha256.get("emotion_words.json"),
         }
+
+
+def _quotes(context: str, utterance: str) -> bool:
+    """Whether the context holds the utterance, case and spacing aside:
+    `normalise(utterance) in normalise(context)`."""
+    quoted = normalise(utterance)
+    lowered = context.lower()
+    # A quote puts each of the utterance's words (runs without spaces) inside one word of the
+    # context, so inside the lowercased context: its longest word rules out nearly every
+    # context without splitting the context into words.
+    if max(quoted.split(" "), key=len) not in lowered:
+        return False
+    return quoted in normalise(context)
 
 
 def _check_context(context: str, ctx: StageContext) -> None:

@@ -22,6 +22,14 @@ def decode(step: Step, result: Result) -> Any:
         raise Reject("truncated", f"hit max_tokens after {result.completion_tokens} tokens")
     if not result.text.strip():
         raise Reject("empty")
+    if not result.text.startswith("\ufeff"):
+        try:
+            # pydantic parses and validates well-formed JSON in one pass, in Rust; for all
+            # else (raw newlines in strings, a wrong shape) the path below decides, and
+            # words the reject, exactly as it always has.
+            return step.answer.model_validate_json(result.text)
+        except ValidationError:
+            pass
     try:
         # strict=False admits raw newlines inside strings: llama.cpp's JSON grammar lets the
         # model write them, and they carry no fault worth a retry.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,18 +20,24 @@ class PromptTemplate:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
     def render(self, **values: str) -> str:
+        return "".join(self.pieces(values))
+
+    def pieces(self, values: Mapping[str, object]) -> list[str]:
+        """The rendered prompt as the template's text and the values between: joined, they
+        are the prompt (stripped as a whole). Request keys hash them piece by piece, so the
+        pieces that recur (the template's text, a story) are serialised once."""
         # substitute() raises on a missing placeholder: a template and its stage must agree.
         # The split form renders the same text (KeyError on the first missing placeholder
-        # too) with a join instead of a regex substitution per call.
+        # too) without a regex substitution per call.
         split = self._split
         if split is None:
-            return string.Template(self.text).substitute(values).strip()
+            return [string.Template(self.text).substitute(values).strip()]
         literals, names = split
         pieces = [literals[0]]
         for name, literal in zip(names, literals[1:], strict=True):
             pieces.append(str(values[name]))
             pieces.append(literal)
-        return "".join(pieces).strip()
+        return _stripped(pieces)
 
     @cached_property
     def _split(self) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
@@ -51,6 +58,20 @@ class PromptTemplate:
             literal = ""
         literals.append(literal + self.text[position:])
         return tuple(literals), tuple(names)
+
+
+def _stripped(pieces: list[str]) -> list[str]:
+    """The pieces with the whitespace that `"".join(pieces).strip()` removes removed: from
+    the first pieces and the last ones, however many it spans."""
+    for index, piece in enumerate(pieces):
+        pieces[index] = piece.lstrip()
+        if pieces[index]:
+            break
+    for index in range(len(pieces) - 1, -1, -1):
+        pieces[index] = pieces[index].rstrip()
+        if pieces[index]:
+            break
+    return pieces
 
 
 def load_template(folder: Path, name: str) -> PromptTemplate:

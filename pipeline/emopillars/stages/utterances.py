@@ -20,13 +20,8 @@ from emopillars.stages.base import (
     actor_values,
     normalise,
 )
-from emopillars.stages.gates import (
-    debris,
-    names_only_emotion,
-    shared_run,
-    too_short,
-    word_overlap,
-)
+from emopillars.stages.gates import debris, jaccard, names_only_emotion, shared_run, too_short
+from emopillars.stages.lexicon import word_set
 from emopillars.stages.taxonomy import EMOTIONS, LABELS, NEUTRAL
 
 
@@ -96,9 +91,10 @@ class GenerateUtterances(Step):
 
     def parse(self, row: Row, answer: UtterancesAnswer, ctx: StageContext) -> Parsed:
         parsed = Parsed(rows=[])
+        near_duplicate = ctx.config.gates.near_duplicate_similarity
         seen_texts: set[str] = set()
         seen_emotions: set[str] = set()
-        kept: list[str] = []
+        kept: list[tuple[str, frozenset[str]]] = []  # text, its word set
         for item in answer.utterances:
             text = item.text.strip()
             failed = _gate(text, row, ctx)
@@ -106,15 +102,13 @@ class GenerateUtterances(Step):
                 reason, detail = failed
                 parsed.item_rejects.append((reason, f"{detail}: {text}"))
                 continue
-            if normalise(text) in seen_texts:
+            normalised = normalise(text)
+            if normalised in seen_texts:
                 parsed.item_rejects.append(("duplicate_utterance", text))
                 continue
+            text_words = word_set(text)
             similar = next(
-                (
-                    other
-                    for other in kept
-                    if word_overlap(text, other) >= ctx.config.gates.near_duplicate_similarity
-                ),
+                (other for other, seen in kept if jaccard(text_words, seen) >= near_duplicate),
                 None,
             )
             if similar is not None:
@@ -123,9 +117,9 @@ class GenerateUtterances(Step):
             if item.emotion != NEUTRAL and item.emotion in seen_emotions:
                 parsed.item_rejects.append(("duplicate_emotion", f"{item.emotion}: {text}"))
                 continue
-            seen_texts.add(normalise(text))
+            seen_texts.add(normalised)
             seen_emotions.add(item.emotion)
-            kept.append(text)
+            kept.append((text, text_words))
             parsed.rows.append(
                 {
                     "utterance_id": f"{row['actor_id']}/u{len(parsed.rows):02d}",

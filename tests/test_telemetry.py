@@ -1,0 +1,33 @@
+"""The prompt-sharing telemetry counts exactly the characters two prompts share at the start."""
+
+from __future__ import annotations
+
+import random
+
+from emopillars.run.telemetry import PrefixShare, common_prefix_length
+
+
+def shared_by_walking(first: str, second: str) -> int:
+    count = 0
+    for a, b in zip(first, second, strict=False):
+        if a != b:
+            break
+        count += 1
+    return count
+
+
+def test_common_prefix_length_agrees_with_a_walk_over_the_characters() -> None:
+    rng = random.Random(7)
+    alphabet = "ab\n é“"
+    for _ in range(2000):
+        head = "".join(rng.choices(alphabet, k=rng.randrange(0, 60)))
+        first = head + "".join(rng.choices(alphabet, k=rng.randrange(0, 20)))
+        second = head + "".join(rng.choices(alphabet, k=rng.randrange(0, 20)))
+        assert common_prefix_length(first, second) == shared_by_walking(first, second)
+
+
+def test_prefix_share_counts_each_prompt_against_the_one_before() -> None:
+    share = PrefixShare()
+    for prompt in ("story A: who?", "story A: why?", "other"):
+        share.add(prompt)
+    assert (share.total, share.shared) == (13 + 13 + 5, 0 + 11 + 0)
