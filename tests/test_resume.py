@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from conftest import fake_config
 from emopillars.api import run_pipeline
 from emopillars.engines import Result
@@ -107,3 +108,18 @@ def test_a_journal_line_is_the_json_of_its_answer(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "journal.jsonl")
     journal.record([(f"key-{n}", result) for n, result in enumerate(results)])
     assert Journal(tmp_path / "journal.jsonl").answers == journal.answers
+
+
+def test_a_journal_fsyncs_at_most_once_per_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr("emopillars.run.journal.os.fsync", synced.append)
+    clock = iter([0.0, 0.2, 0.5, 1.3, 1.4, 2.5, 3.0])  # creations, one reading per record
+    monkeypatch.setattr("emopillars.run.journal.time.monotonic", lambda: next(clock))
+    journal = Journal(tmp_path / "journal.jsonl", sync_seconds=1.0)
+    for number in range(5):
+        journal.record([(f"key-{number}", Result("{}", "stop", 1, 1))])
+    # Every answer is written at once; fsyncs only at 1.3 s and 2.5 s.
+    assert len(synced) == 2
+    assert set(Journal(tmp_path / "journal.jsonl").answers) == {f"key-{n}" for n in range(5)}

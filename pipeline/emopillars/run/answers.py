@@ -61,7 +61,7 @@ class ShardAnswers:
         return None
 
     def record(self, answered: list[tuple[str, Result]]) -> None:
-        """Journal fresh engine answers (fsynced) before anything uses them."""
+        """Journal fresh engine answers before anything uses them (run/journal.py)."""
         self.journal.record(answered)
 
     def use(self, call: str, key: str, result: Result) -> None:
