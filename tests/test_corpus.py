@@ -193,3 +193,21 @@ def test_control_characters_are_stripped_from_text_and_rejected_in_ids(tmp_path:
     ]
     assert reasons(rejects) == ["control_characters"] * 4 + ["special_tokens"]
     assert "'\\x01'" in rejects[0].detail and "NUL in the text" in rejects[2].detail
+
+
+def test_every_whitespace_character_becomes_one_space_as_str_isspace_says() -> None:
+    from emopillars.run.corpus import _clean
+
+    # Every code point (surrogates aside), each between two letters: a whitespace one joins
+    # them with one space, a control one is dropped, any other is kept.
+    for code in range(0x110000):
+        if 0xD800 <= code < 0xE000:
+            continue
+        char = chr(code)
+        if char.isspace():
+            expected = "a b"
+        elif code < 0x20 or 0x7F <= code <= 0x9F:
+            expected = "ab"
+        else:
+            expected = f"a{char}b"
+        assert _clean(f"a{char}b") == expected, hex(code)

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import fake_config
 from emopillars.api import run_pipeline
+from emopillars.config import RunConfig
 from emopillars.engines import Result
 from emopillars.run.journal import Journal, journal_line
 from emopillars.stages import STAGE_NAMES
@@ -31,6 +32,7 @@ sys.path.insert(0, {tests!r})
 from conftest import fake_config
 from helpers import Recorder, recording_spec
 from emopillars.api import run_pipeline
+from emopillars.config import RunConfig
 from pathlib import Path
 run_dir = Path({output!r})
 
@@ -123,3 +125,34 @@ def test_a_journal_fsyncs_at_most_once_per_interval(
     # Every answer is written at once; fsyncs only at 1.3 s and 2.5 s.
     assert len(synced) == 2
     assert set(Journal(tmp_path / "journal.jsonl").answers) == {f"key-{n}" for n in range(5)}
+
+
+def test_a_resumed_run_keeps_the_shard_size_it_was_started_with(
+    corpus: Path, tmp_path: Path
+) -> None:
+    """Run folders started under another shard size (an older default, or a flag left off on
+    resuming) are not sharded anew, which would pay the engine again for every kept answer."""
+    run_dir = tmp_path / "run"
+    run_pipeline(fake_config(corpus, run_dir, shard_size=2))
+    plan = json.loads((run_dir / "plan.json").read_text())
+
+    without_size = {"corpus": corpus, "output": run_dir, "engine": "fake", "max_actors": 2}
+    resumed = RunConfig.model_validate(without_size)
+    assert resumed.shard_size == 16  # the default, which would make one shard of the corpus
+    recorder = Recorder()
+    result = run_pipeline(resumed, recording_spec(resumed, recorder))
+    assert recorder.loads == 0 and result.shards_computed == 0  # nothing asked again
+    assert json.loads((run_dir / "plan.json").read_text()) == plan
+    assert json.loads((run_dir / "run.json").read_text())["config"]["shard_size"] == 2
+
+    # A size given explicitly wins: the run is sharded anew.
+    recorder = Recorder()
+    explicit = RunConfig.model_validate({**without_size, "shard_size": 3})
+    run_pipeline(explicit, recording_spec(explicit, recorder))
+    assert recorder.loads == 1
+    assert json.loads((run_dir / "run.json").read_text())["config"]["shard_size"] == 3
+
+    # A fresh folder takes the default.
+    fresh = RunConfig.model_validate({**without_size, "output": tmp_path / "fresh"})
+    run_pipeline(fresh)
+    assert json.loads((tmp_path / "fresh" / "run.json").read_text())["config"]["shard_size"] == 16

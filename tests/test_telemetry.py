@@ -23,7 +23,11 @@ def test_common_prefix_length_agrees_with_a_walk_over_the_characters() -> None:
         head = "".join(rng.choices(alphabet, k=rng.randrange(0, 60)))
         first = head + "".join(rng.choices(alphabet, k=rng.randrange(0, 20)))
         second = head + "".join(rng.choices(alphabet, k=rng.randrange(0, 20)))
-        assert common_prefix_length(first, second) == shared_by_walking(first, second)
+        walked = shared_by_walking(first, second)
+        assert common_prefix_length(first, second) == walked
+        # A guess only narrows the search, right or wrong, within the texts or past them.
+        for guess in (walked, walked + 1, max(0, walked - 1), rng.randrange(0, 90)):
+            assert common_prefix_length(first, second, guess) == walked
 
 
 def test_prefix_share_counts_each_prompt_against_the_one_before() -> None:

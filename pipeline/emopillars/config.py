@@ -185,7 +185,9 @@ class RunConfig(BaseModel):
     run_name: str | None = Field(
         None, pattern=r"^[A-Za-z0-9._-]+$", description="names the default output folder"
     )
-    shard_size: int = Field(4, ge=1, description="stories per shard")
+    shard_size: int = Field(
+        16, ge=1, description="stories per shard; a resumed run keeps its own unless given"
+    )
     license: str | None = Field(None, description="dataset license id for the card")
 
     # Engine and decoding

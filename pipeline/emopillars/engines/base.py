@@ -74,8 +74,18 @@ class RequestMaker:
         joined texts)."""
         digest = self._head.copy()
         digest.update(b'[["user","')
+        # Runs of short pieces are escaped together: JSON escapes character by character.
+        short: list[str] = []
         for piece in pieces:
-            digest.update(_long_json_text(piece) if len(piece) >= _KEPT else _json_text(piece))
+            if len(piece) < _KEPT:
+                short.append(piece)
+                continue
+            if short:
+                digest.update(_json_text("".join(short)))
+                short.clear()
+            digest.update(_long_json_text(piece))
+        if short:
+            digest.update(_json_text("".join(short)))
         digest.update(b'"]]')
         digest.update(self._tail)
         request = object.__new__(Request)

@@ -10,13 +10,14 @@ here instead of the engine: a better parser never pays the model twice.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
 from emopillars.engines import Result
 from emopillars.run import tables
 from emopillars.run.journal import Journal
-from emopillars.run.storage import write_rows
+from emopillars.run.storage import write_columns
 
 
 def read_answers(path: Path) -> dict[str, Result]:
@@ -64,14 +65,23 @@ class ShardAnswers:
         """Journal fresh engine answers before anything uses them (run/journal.py)."""
         self.journal.record(answered)
 
-    def use(self, call: str, key: str, result: Result) -> None:
-        self.used[key] = (call, result)
+    def use(self, call: str, keys: list[str], results: list[Result]) -> None:
+        """Note the answers these requests of `call` got, to keep them."""
+        self.used.update(zip(keys, [(call, result) for result in results], strict=True))
 
     def write(self, path: Path) -> str:
         """Keep the answers this computation used, in key order (a deterministic file);
         returns the file's sha256."""
-        rows = [
-            {"key": key, "call": call, **result.__dict__}  # asdict() deep-copies: slow
-            for key, (call, result) in sorted(self.used.items())
-        ]
-        return write_rows(path, rows, tables.ANSWER)[1]
+        keys = sorted(self.used)
+        used = [self.used[key] for key in keys]
+        results = [result for _, result in used]
+        columns: dict[str, list[Any]] = {
+            "key": keys,
+            "call": [call for call, _ in used],
+            "text": [result.text for result in results],
+            "finish_reason": [result.finish_reason for result in results],
+            "prompt_tokens": [result.prompt_tokens for result in results],
+            "completion_tokens": [result.completion_tokens for result in results],
+            "error": [result.error for result in results],
+        }
+        return write_columns(path, columns, tables.ANSWER)[1]

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from emopillars.config import describe
+from emopillars.config import RunConfig, describe
 from emopillars.engines import EngineInfo
 from emopillars.hashing import stable_hash
 from emopillars.run.layout import RunLayout
@@ -70,3 +70,25 @@ def read_run_record(layout: RunLayout) -> RunRecord:
         raise CorruptFileError(
             path, f"not a run record of this emopillars version: {describe(error)}"
         ) from None
+
+
+def keep_recorded_shard_size(config: RunConfig) -> RunConfig:
+    """The config, with the shard size its run folder was started with when it sets none.
+
+    The shard size decides the story shards, and a run's kept answers and journals are filed
+    by shard: a folder resumed with another size would be sharded anew and pay the engine
+    again for every answer. So a run resumed without --shard-size keeps its own, even one
+    started under an older default; a size given explicitly (flag or config file) wins."""
+    if "shard_size" in config.model_fields_set:
+        return config
+    path = RunLayout(config.output_dir).run_record
+    if not path.exists():
+        return config
+    try:
+        recorded = read_json(path)["config"]["shard_size"]
+    except (CorruptFileError, KeyError, TypeError):
+        return config  # an unreadable record is rewritten: nothing to keep
+    if type(recorded) is not int or recorded < 1 or recorded == config.shard_size:
+        return config
+    log.info("%s was started with shard size %d: resuming with it", config.output_dir, recorded)
+    return config.model_copy(update={"shard_size": recorded})

@@ -37,7 +37,7 @@ from emopillars.run.leases import shard_lease
 from emopillars.run.lock import role
 from emopillars.run.manifest import Manifest, ShardMarker
 from emopillars.run.plan import shards_of_worker
-from emopillars.run.record import RunRecord, write_run_record
+from emopillars.run.record import RunRecord, keep_recorded_shard_size, write_run_record
 from emopillars.run.requests import RequestBuilder
 from emopillars.run.schedule import Need, Scheduler, Task, stream_of
 from emopillars.run.storage import read_rows, write_rows
@@ -136,6 +136,7 @@ class Runner:
         on_shard: ProgressHook | None = None,
         steps: Sequence[Step] | None = None,
     ) -> None:
+        config = keep_recorded_shard_size(config)
         self.config = config
         self.on_shard = on_shard
         self.run_dir = config.output_dir
@@ -176,27 +177,30 @@ class Runner:
         yields what it still needs; the scheduler journals answers as they arrive)."""
         found: dict[str, Result] = {}
         pending: dict[str, Request] = {}
+        lookup = work.answers.lookup
         for request in requests:
-            if request.key in found or request.key in pending:
+            key = request.key
+            if key in found or key in pending:
                 continue
-            answer = work.answers.lookup(request.key)
+            answer = lookup(key)
             if answer is None:
-                pending[request.key] = request
+                pending[key] = request
             else:
-                found[request.key] = answer
+                found[key] = answer
         to_send = list(pending.values())
+        add_prompt = work.prefix.add
         for request in to_send:
-            work.prefix.add(request.messages[-1].content)
+            add_prompt(request.messages[-1].content)
         if to_send:
             need = Need(to_send, work.answers.record)
             found.update((yield need))
             work.requests_sent += len(to_send) - need.shared
             work.engine_seconds += need.engine_seconds
-        ordered = [found[request.key] for request in requests]
-        for request, result in zip(requests, ordered, strict=True):
-            work.answers.use(step.call, request.key, result)
-            work.prompt_tokens += result.prompt_tokens
-            work.completion_tokens += result.completion_tokens
+        keys = [request.key for request in requests]
+        ordered = [found[key] for key in keys]
+        work.answers.use(step.call, keys, ordered)
+        work.prompt_tokens += sum(result.prompt_tokens for result in ordered)
+        work.completion_tokens += sum(result.completion_tokens for result in ordered)
         return ordered
 
     # -- one step of a stage over a shard --------------------------------------------------
@@ -332,7 +336,8 @@ class Runner:
         answers.journal.discard()
         self.computed.append(marker)
         # One JSON line per finished shard, for cluster log collectors.
-        events.info(json.dumps({"event": "shard_done", **marker.model_dump()}, sort_keys=True))
+        if events.isEnabledFor(logging.INFO):
+            events.info(json.dumps({"event": "shard_done", **marker.model_dump()}, sort_keys=True))
         if self.on_shard is not None:
             self.on_shard(stage.name, shard, marker)
         return ShardInput(_as_read_back(stage, table, current), output_sha), marker
@@ -395,9 +400,10 @@ def _as_read_back(stage: Stage, table: pa.Table, rows: list[Row]) -> list[Row]:
     columns this stage added as Arrow holds them (its types, not parse's, so that a resumed
     run and an uninterrupted one see the same rows). The input's columns are in that form
     already; converting only the added ones spares the wide ones (the story text)."""
-    added = [name for name in table.schema.names if name not in stage.input_schema.names]
-    for row, values in zip(rows, table.select(added).to_pylist(), strict=True):
-        row.update(values)
+    for name in table.schema.names:
+        if name not in stage.input_schema.names:
+            for row, value in zip(rows, table.column(name).to_pylist(), strict=True):
+                row[name] = value
     return rows
 
 

@@ -20,7 +20,8 @@ log = logging.getLogger("emopillars")
 
 
 def is_temporary(name: str) -> bool:
-    """The name of an atomic write's temporary file: `.{name}.` + random + `.tmp`."""
+    """The name of an atomic write's temporary file: `.{name}.`, a part no other write
+    uses, `.tmp`."""
     return name.startswith(".") and name.endswith(".tmp")
 
 

@@ -14,16 +14,26 @@ class PrefixShare:
     shared: int = 0
     _previous: str = ""
 
+    _last_shared: int = 0
+
     def add(self, prompt: str) -> None:
         self.total += len(prompt)
-        self.shared += common_prefix_length(self._previous, prompt)
-        self._previous = prompt
+        shared = common_prefix_length(self._previous, prompt, self._last_shared)
+        self.shared += shared
+        self._previous, self._last_shared = prompt, shared
 
 
-def common_prefix_length(first: str, second: str) -> int:
+def common_prefix_length(first: str, second: str, guess: int = 0) -> int:
+    """The length of the longest common prefix. `guess`, a likely answer (the last pair's:
+    a template's head and a story recur), is tried first to narrow the search."""
     # Binary search, each step comparing only the chunk past the part known to match
     # (startswith at an offset), so the copies add up to one prompt, not one per step.
     low, high = 0, min(len(first), len(second))
+    if 0 < guess <= high:
+        if second.startswith(first[:guess]):
+            low = guess
+        else:
+            high = guess - 1
     while low < high:
         middle = (low + high + 1) // 2
         if second.startswith(first[low:middle], low):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -128,12 +129,12 @@ class Step:
     columns: ClassVar[tuple[Column, ...]]
     parser_version: ClassVar[int] = 1
 
-    @property
+    @cached_property
     def request_column(self) -> str:
         """The column naming the request that made each row (its key)."""
         return f"{self.call}_request"
 
-    @property
+    @cached_property
     def column_names(self) -> frozenset[str]:
         return frozenset(name for name, _ in self.columns)
 
