@@ -3,12 +3,14 @@ nothing to a kill, and pay no request twice; request keys stay what they always 
 
 from __future__ import annotations
 
+import random
 import signal
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 from conftest import fake_config
 from emopillars.api import run_pipeline
 from emopillars.engines import Message, Request, Result, Sampling
@@ -51,6 +53,29 @@ def test_a_prompt_keyed_piece_by_piece_gets_the_key_of_the_whole_message() -> No
         ["only one piece"],
         [],
     ):
+        made = maker.make_prompt(pieces)
+        whole = Request((Message("user", "".join(pieces)),), schema, sampling, engine)
+        assert (made.key, made.messages) == (whole.key, whole.messages)
+
+
+def test_kept_prompt_starts_never_change_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prompts that share their start (a template's text, a story) in any order, with long
+    pieces of their own after it, and caches small enough to drop entries: each key is the
+    key of the whole message."""
+    from emopillars.engines import base
+
+    monkeypatch.setattr(base, "_PREFIXES_KEPT", 3)
+    monkeypatch.setattr(base, "_LONG_TEXTS_KEPT", 5)
+    monkeypatch.setattr(base, "_LONG_TEXTS", {})
+    _, schema, sampling, engine = golden_request_parts()
+    maker = RequestMaker(schema, sampling, engine)
+    rng = random.Random(3)
+    template = "Read the story below and answer in JSON. " * 4
+    stories = [f'Story {n}: “{"Ünïcode" * n}” and "escapes"\t.\n' * 20 for n in range(4)]
+    for _ in range(300):
+        own = "".join(rng.choices('ab "\n\\é“', k=rng.choice([3, 200])))
+        pieces = [template, rng.choice(["T1", "T2"]), rng.choice(stories), "\nSays: ", own]
+        pieces = pieces[: rng.randrange(1, len(pieces) + 1)]
         made = maker.make_prompt(pieces)
         whole = Request((Message("user", "".join(pieces)),), schema, sampling, engine)
         assert (made.key, made.messages) == (whole.key, whole.messages)
@@ -138,6 +163,8 @@ from conftest import fake_config
 from helpers import Recorder, recording_spec
 from emopillars.api import run_pipeline
 from pathlib import Path
+
+import pytest
 run_dir = Path({output!r})
 
 def kill_mid_window():

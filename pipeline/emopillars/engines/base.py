@@ -6,7 +6,6 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Literal, Protocol
 
 from emopillars.hashing import stable_hash
@@ -66,26 +65,35 @@ class RequestMaker:
         self._head = hashlib.sha256(f'{{"engine":{_json(engine_fingerprint)},"messages":'.encode())
         tail = f',"sampling":{_json(sampling.__dict__)},"schema":{_json(schema)}}}'
         self._tail = tail.encode()
+        # Hash states after the recurring start of prompts, by those pieces (make_prompt).
+        self._prefixes: dict[tuple[str, ...], Any] = {}
 
     def make_prompt(self, pieces: Sequence[str]) -> Request:
         """The request of one user message, the joined pieces, keyed as `Request` keys it:
         from the pieces' JSON text, which for long ones (a template's text, a story) is made once
         and kept (JSON escapes character by character: the text of the joined pieces is the
         joined texts)."""
-        digest = self._head.copy()
-        digest.update(b'[["user","')
-        # Runs of short pieces are escaped together: JSON escapes character by character.
-        short: list[str] = []
-        for piece in pieces:
-            if len(piece) < _KEPT:
-                short.append(piece)
-                continue
-            if short:
-                digest.update(_json_text("".join(short)))
-                short.clear()
-            digest.update(_long_json_text(piece))
-        if short:
-            digest.update(_json_text("".join(short)))
+        # A prompt's start recurs from request to request: a template's text, the
+        # definitions, a story told to each of its characters. The hash state after it is
+        # kept and copied. The start ends at the last long piece before the first long one
+        # seen for the first time (a context, an utterance: one row's own).
+        end = 0
+        for index, piece in enumerate(pieces):
+            if len(piece) >= _KEPT:
+                if piece not in _LONG_TEXTS:
+                    break
+                end = index + 1
+        prefix = tuple(pieces[:end])
+        state = self._prefixes.get(prefix)
+        if state is None:
+            state = self._head.copy()
+            state.update(b'[["user","')
+            _hash_pieces(state, prefix)
+            if len(self._prefixes) >= _PREFIXES_KEPT:
+                del self._prefixes[next(iter(self._prefixes))]  # the oldest
+            self._prefixes[prefix] = state
+        digest = state.copy()
+        _hash_pieces(digest, pieces[end:])
         digest.update(b'"]]')
         digest.update(self._tail)
         request = object.__new__(Request)
@@ -100,9 +108,29 @@ class RequestMaker:
         return request
 
 
+def _hash_pieces(digest: Any, pieces: Sequence[str]) -> None:
+    """Feed the pieces' JSON text (without quotes) to the hash: long ones from the kept
+    texts, runs of short ones escaped together (JSON escapes character by character, so the
+    text of joined pieces is the joined texts)."""
+    short: list[str] = []
+    for piece in pieces:
+        if len(piece) < _KEPT:
+            short.append(piece)
+            continue
+        if short:
+            digest.update(_json_text("".join(short)))
+            short.clear()
+        digest.update(_long_json_text(piece))
+    if short:
+        digest.update(_json_text("".join(short)))
+
+
+# Prompt starts whose hash state a RequestMaker keeps: the stories of the shards in flight.
+_PREFIXES_KEPT = 1024
+
 # Pieces this long cost a microsecond or more to escape, and the ones that recur (template
-# text, a story, the definitions) recur on every request: their JSON text is kept, least
-# recently used first out. Shorter ones (a name, an emotion) cost less than a lookup.
+# text, a story, the definitions) recur on every request: their JSON text is kept, oldest
+# first out. Shorter ones (a name, an emotion) cost less than a lookup.
 _KEPT = 128
 
 
@@ -111,9 +139,17 @@ def _json_text(piece: str) -> bytes:
     return json.encoder.encode_basestring(piece)[1:-1].encode()
 
 
-@lru_cache(maxsize=4096)
+_LONG_TEXTS: dict[str, bytes] = {}
+_LONG_TEXTS_KEPT = 4096
+
+
 def _long_json_text(piece: str) -> bytes:
-    return _json_text(piece)
+    text = _LONG_TEXTS.get(piece)
+    if text is None:
+        if len(_LONG_TEXTS) >= _LONG_TEXTS_KEPT:
+            _LONG_TEXTS.pop(next(iter(_LONG_TEXTS)), None)  # the oldest
+        text = _LONG_TEXTS[piece] = _json_text(piece)
+    return text
 
 
 # What json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")) builds on

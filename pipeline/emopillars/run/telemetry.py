@@ -32,6 +32,12 @@ def common_prefix_length(first: str, second: str, guess: int = 0) -> int:
     if 0 < guess <= high:
         if second.startswith(first[:guess]):
             low = guess
+            # The answer is most often the guess or just past it: gallop from there.
+            step = 1
+            while low + step <= high and second.startswith(first[low : low + step], low):
+                low += step
+                step *= 2
+            high = min(high, low + step - 1)
         else:
             high = guess - 1
     while low < high:

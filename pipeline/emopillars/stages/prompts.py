@@ -33,11 +33,29 @@ class PromptTemplate:
         if split is None:
             return [string.Template(self.text).substitute(values).strip()]
         literals, names = split
+        # Where the template's text has more than whitespace before its first placeholder and
+        # after its last, the prompt's ends are those literals' ends, stripped once here.
+        literals, strip = self._stripped_ends or (literals, True)
         pieces = [literals[0]]
         for name, literal in zip(names, literals[1:], strict=True):
             pieces.append(str(values[name]))
             pieces.append(literal)
-        return _stripped(pieces)
+        return _stripped(pieces) if strip else pieces
+
+    @cached_property
+    def _stripped_ends(self) -> tuple[tuple[str, ...], bool] | None:
+        """The literals with the first one's start and the last one's end stripped, when
+        both keep more than whitespace; None otherwise (the values' ends are then the
+        prompt's, stripped per prompt)."""
+        if self._split is None:
+            return None
+        literals = list(self._split[0])
+        if len(literals) < 2:
+            return None
+        literals[0], literals[-1] = literals[0].lstrip(), literals[-1].rstrip()
+        if not literals[0] or not literals[-1]:
+            return None
+        return tuple(literals), False
 
     @cached_property
     def _split(self) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
