@@ -96,9 +96,9 @@ _WRITES = itertools.count()
 
 def _temporary_file(path: Path) -> tuple[int, str]:
     """A new file beside `path` to write it under first, open for writing, and its name.
-    Named by process and write, which no other writer uses; mkstemp's random names (six
-    tries' worth of Python per file) only where that name is taken, say by a process of the
-    same id on another machine."""
+    Named by process and write, which no other writer uses, without mkstemp's random
+    names and their Python work per file; mkstemp only where that name is taken, say by a
+    process of the same id on another machine."""
     name = f"{path.parent}/.{path.name}.{os.getpid()}-{next(_WRITES)}.tmp"
     try:
         return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), name

@@ -13,8 +13,7 @@ class PrefixShare:
     total: int = 0
     shared: int = 0
     _previous: str = ""
-
-    _last_shared: int = 0
+    _last_shared: int = 0  # the shared length of the last pair: the next one's likely answer
 
     def add(self, prompt: str) -> None:
         self.total += len(prompt)
