@@ -13,7 +13,7 @@ from emopillars.api import run_pipeline
 from emopillars.resources import prompts_dir
 from emopillars.run.journal import Journal
 from emopillars.run.layout import RunLayout
-from emopillars.run.manifest import Manifest
+from emopillars.run.manifest import Manifest, ShardMarker
 from emopillars.run.status import status_json
 from emopillars.run.storage import StorageError
 from emopillars.stages import STAGE_NAMES
@@ -185,6 +185,51 @@ def test_a_full_disk_fails_clearly_and_keeps_finished_shards(
         assert not request_keys_in(output) & recorder.keys
     assert all(markers(config.output_dir)[key] == text for key, text in kept.items())
     assert len(markers(config.output_dir)) == 5 * 3
+
+
+def test_a_marker_is_written_only_once_its_files_and_their_names_are_durable(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A power cut must never leave a marker naming a file whose bytes or name were lost:
+    each file is fsynced before its rename, and its folder after the rename, before the
+    marker is written."""
+    config = fake_config(corpus, tmp_path / "run")
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace, real_write = os.fsync, os.replace, Manifest.write
+
+    def fsync(descriptor: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{descriptor}")))
+        real_fsync(descriptor)
+
+    def replace(source: str, target: str) -> None:
+        events.append(("rename", f"{source} -> {target}"))
+        real_replace(source, target)
+
+    def write(manifest: Manifest, marker: ShardMarker) -> None:
+        events.append(("marker", f"{marker.stage}/{marker.shard}"))
+        real_write(manifest, marker)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(Manifest, "write", write)
+    run_pipeline(config)
+
+    layout = RunLayout(config.output_dir)
+    for stage in STAGE_NAMES:
+        for shard in range(3):
+            marked = events.index(("marker", f"{stage}/{shard}"))
+            for path in (
+                layout.shard(stage, shard),
+                layout.rejects(stage, shard),
+                layout.answers(stage, shard),
+            ):
+                renamed = max(
+                    i for i, (kind, what) in enumerate(events[:marked])
+                    if kind == "rename" and what.endswith(f" -> {path}")
+                )  # fmt: skip
+                temporary = events[renamed][1].split(" -> ")[0]
+                assert ("fsync", temporary) in events[:renamed], path
+                assert ("fsync", str(path.parent)) in events[renamed:marked], path
 
 
 def test_prefix_share_counts_what_repeats_the_previous_prompt() -> None:

@@ -69,9 +69,9 @@ class ShardAnswers:
         """Note the answers these requests of `call` got, to keep them."""
         self.used.update(zip(keys, [(call, result) for result in results], strict=True))
 
-    def write(self, path: Path) -> str:
+    def write(self, path: Path, sync: bool = True) -> str:
         """Keep the answers this computation used, in key order (a deterministic file);
-        returns the file's sha256."""
+        returns the file's sha256. Not `sync`: as `write_columns`."""
         keys = sorted(self.used)
         used = [self.used[key] for key in keys]
         results = [result for _, result in used]
@@ -84,4 +84,4 @@ class ShardAnswers:
             "completion_tokens": [result.completion_tokens for result in results],
             "error": [result.error for result in results],
         }
-        return write_columns(path, columns, tables.ANSWER)[1]
+        return write_columns(path, columns, tables.ANSWER, sync)[1]

@@ -29,6 +29,7 @@ from emopillars.engines import Engine, EngineSpec, Request, Result, Sampling, en
 from emopillars.hashing import file_hash
 from emopillars.run import tables
 from emopillars.run.answers import ShardAnswers
+from emopillars.run.garbage import collecting_less
 from emopillars.run.healing import explain_recompute, kept_answers, previous_marker, record_links
 from emopillars.run.ingest import prepare_stories
 from emopillars.run.journal import Journal
@@ -40,7 +41,7 @@ from emopillars.run.plan import shards_of_worker
 from emopillars.run.record import RunRecord, keep_recorded_shard_size, write_run_record
 from emopillars.run.requests import RequestBuilder
 from emopillars.run.schedule import Need, Scheduler, Task, stream_of
-from emopillars.run.storage import read_rows, write_rows
+from emopillars.run.storage import read_rows, sync_folder, write_rows
 from emopillars.run.telemetry import PrefixShare
 from emopillars.secrets import redact
 from emopillars.stages import STAGES, Stage, stage_context
@@ -298,10 +299,13 @@ class Runner:
         output = layout.shard(stage.name, shard)
         rejects = layout.rejects(stage.name, shard)
         answers_path = layout.answers(stage.name, shard)
-        # Hashed from the bytes written: nothing is read back.
-        table, output_sha = write_rows(output, current, stage.output_schema)
-        _, rejects_sha = write_rows(rejects, work.rejects, tables.REJECT)
-        answers_sha = answers.write(answers_path)
+        # Hashed from the bytes written: nothing is read back. Each file is fsynced; their
+        # folder once, for all three, before the marker names them.
+        table, output_sha = write_rows(output, current, stage.output_schema, sync=False)
+        _, rejects_sha = write_rows(rejects, work.rejects, tables.REJECT, sync=False)
+        answers_sha = answers.write(answers_path, sync=False)
+        for folder in {output.parent, rejects.parent, answers_path.parent}:
+            sync_folder(folder)
         accepted = len({row[stage.input_key] for row in current})
         marker = ShardMarker(
             stage=stage.name,
@@ -362,7 +366,8 @@ class Runner:
     def run_shards(self, shards: Iterable[int]) -> None:
         """Every stage of each story shard, many story shards at once (run/schedule.py)."""
         try:
-            self._scheduler().run(self._story_shard(shard) for shard in shards)
+            with collecting_less():
+                self._scheduler().run(self._story_shard(shard) for shard in shards)
         finally:
             self.engine.close()
 

@@ -55,7 +55,7 @@ def _atomic_path(path: Path) -> Iterator[Path]:
             os.fsync(written.fileno())
         os.replace(temporary_path, path)
         renamed = True
-        _fsync_dir(path.parent)
+        sync_folder(path.parent)
     except OSError as error:
         raise StorageError(f"could not write {path}: {error}") from error
     finally:
@@ -63,11 +63,12 @@ def _atomic_path(path: Path) -> Iterator[Path]:
             temporary_path.unlink(missing_ok=True)
 
 
-def _write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+def _write_bytes(path: Path, data: bytes, durable: bool = True, sync: bool = True) -> None:
     """`_atomic_path` for bytes in memory: written, fsynced and closed through one
     descriptor (no reopening to fsync), then renamed into place and the folder fsynced.
     Not `durable`: renamed into place all the same, without the fsyncs (for a file whose
-    loss in a power cut costs nothing)."""
+    loss in a power cut costs nothing). Not `sync`: the folder is left for the caller to
+    fsync once (`sync_folder`) after writing several files into it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = _temporary_file(path)
     renamed = False
@@ -82,8 +83,8 @@ def _write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
             os.close(handle)
         os.replace(temporary, path)
         renamed = True
-        if durable:
-            _fsync_dir(path.parent)
+        if durable and sync:
+            sync_folder(path.parent)
     except OSError as error:
         raise StorageError(f"could not write {path}: {error}") from error
     finally:
@@ -106,7 +107,8 @@ def _temporary_file(path: Path) -> tuple[int, str]:
         return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
 
 
-def _fsync_dir(folder: Path) -> None:
+def sync_folder(folder: Path) -> None:
+    """Make the names of the files renamed into `folder` durable."""
     descriptor = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(descriptor)
@@ -118,9 +120,12 @@ def write_parquet(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> 
     write_rows(path, rows, schema)
 
 
-def write_rows(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> tuple[pa.Table, str]:
+def write_rows(
+    path: Path, rows: list[dict[str, Any]], schema: pa.Schema, sync: bool = True
+) -> tuple[pa.Table, str]:
     """Write rows as a Parquet file; the table written and the file's sha256, hashed from
-    the bytes in memory (the runner records it without reading the file back)."""
+    the bytes in memory (the runner records it without reading the file back). Not `sync`:
+    the caller fsyncs the folder (`sync_folder`) before anything points at the file."""
     # from_pylist would drop keys the schema lacks and fill absent ones with nulls: silently.
     names = set(schema.names)
     for row in rows:
@@ -136,11 +141,11 @@ def write_rows(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> tup
         values = {name: list(column) for name, column in zip(schema.names, columns, strict=True)}
     else:
         values = {name: [row[name] for row in rows] for name in schema.names}
-    return write_columns(path, values, schema)
+    return write_columns(path, values, schema, sync)
 
 
 def write_columns(
-    path: Path, columns: dict[str, list[Any]], schema: pa.Schema
+    path: Path, columns: dict[str, list[Any]], schema: pa.Schema, sync: bool = True
 ) -> tuple[pa.Table, str]:
     """`write_rows` for rows given as columns, one list of values per name of `schema`."""
     table = pa.Table.from_pydict(columns, schema=schema)
@@ -150,7 +155,7 @@ def write_columns(
     # dataset's files have them).
     pq.write_table(table, sink, row_group_size=20_000, write_statistics=False)
     data = sink.getvalue().to_pybytes()
-    _write_bytes(path, data)
+    _write_bytes(path, data, sync=sync)
     return table, hashlib.sha256(data).hexdigest()
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -94,7 +94,14 @@ class StageContext:
 
 def json_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The model's JSON schema with $refs inlined and titles dropped: grammar compilers and
-    small models both do better with one flat, self-contained schema."""
+    small models both do better with one flat, self-contained schema. A copy: steps adjust
+    theirs to the config."""
+    return copy.deepcopy(_flat_schema(model))
+
+
+@cache
+def _flat_schema(model: type[BaseModel]) -> dict[str, Any]:
+    # pydantic takes about a millisecond per model, and every runner asks for each step's.
     schema = model.model_json_schema()
     definitions = schema.pop("$defs", {})
 
