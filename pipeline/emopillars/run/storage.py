@@ -63,14 +63,18 @@ def _atomic_path(path: Path) -> Iterator[Path]:
             temporary_path.unlink(missing_ok=True)
 
 
-def _write_bytes(path: Path, data: bytes, durable: bool = True, sync: bool = True) -> None:
+def _write_bytes(
+    path: Path, data: bytes | memoryview, durable: bool = True, sync: bool = True
+) -> None:
     """`_atomic_path` for bytes in memory: written, fsynced and closed through one
     descriptor (no reopening to fsync), then renamed into place and the folder fsynced.
     Not `durable`: renamed into place all the same, without the fsyncs (for a file whose
     loss in a power cut costs nothing). Not `sync`: the folder is left for the caller to
     fsync once (`sync_folder`) after writing several files into it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = _temporary_file(path)
+    try:
+        handle, temporary = _temporary_file(path)
+    except OSError as error:
+        raise StorageError(f"could not write {path}: {error}") from error
     renamed = False
     try:
         try:
@@ -101,8 +105,14 @@ def _temporary_file(path: Path) -> tuple[int, str]:
     names and their Python work per file; mkstemp only where that name is taken, say by a
     process of the same id on another machine."""
     name = f"{path.parent}/.{path.name}.{os.getpid()}-{next(_WRITES)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     try:
-        return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), name
+        return os.open(name, flags, 0o600), name
+    except FileNotFoundError:
+        # The folder is new: made here, on the first write into it, and not checked (a
+        # system call) on every write.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(name, flags, 0o600), name
     except FileExistsError:
         return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
 
@@ -154,7 +164,7 @@ def write_columns(
     # assembly, status), and both cost time to write and nothing to a whole read (the
     # dataset's files have them).
     pq.write_table(table, sink, row_group_size=20_000, write_statistics=False)
-    data = sink.getvalue().to_pybytes()
+    data = memoryview(sink.getvalue())  # written and hashed where Arrow holds it: no copy
     _write_bytes(path, data, sync=sync)
     return table, hashlib.sha256(data).hexdigest()
 

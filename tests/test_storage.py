@@ -1,0 +1,30 @@
+"""Durable writes (run/storage.py): folders made on first use, failures named."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from emopillars.run.storage import StorageError, write_rows
+
+SCHEMA = pa.schema([("id", pa.string()), ("n", pa.int64())])
+ROWS = [{"id": "a", "n": 1}, {"id": "b", "n": 2}]
+
+
+def test_a_write_makes_its_folders_and_hashes_the_bytes_it_wrote(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "deeper" / "shard-00000.parquet"
+    table, sha256 = write_rows(path, ROWS, SCHEMA)
+    assert pq.read_table(path).to_pylist() == ROWS == table.to_pylist()
+    assert sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left
+
+
+def test_a_file_where_the_folder_should_be_is_a_storage_error(tmp_path: Path) -> None:
+    (tmp_path / "stage").write_text("not a folder")
+    with pytest.raises(StorageError, match=r"could not write .*stage/shard"):
+        write_rows(tmp_path / "stage" / "shard-00000.parquet", ROWS, SCHEMA)
+    with pytest.raises(StorageError, match="could not write"):
+        write_rows(tmp_path / "stage" / "deeper" / "shard-00000.parquet", ROWS, SCHEMA)
