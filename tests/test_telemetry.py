@@ -35,3 +35,21 @@ def test_prefix_share_counts_each_prompt_against_the_one_before() -> None:
     for prompt in ("story A: who?", "story A: why?", "other"):
         share.add(prompt)
     assert (share.total, share.shared) == (13 + 13 + 5, 0 + 11 + 0)
+
+
+def test_prefix_share_agrees_with_a_walk_over_sequences_of_prompts() -> None:
+    # Prompts that share heads of many lengths, repeat, end where others go on, or are empty:
+    # the shortcut for "as much as the last pair" must never count a character more or less.
+    rng = random.Random(11)
+    heads = ["", "ab", "ab\né", "ab\néa“b", "b"]
+    for _ in range(300):
+        prompts = [
+            rng.choice(heads) + "".join(rng.choices("ab“", k=rng.randrange(0, 4)))
+            for _ in range(rng.randrange(1, 12))
+        ]
+        share = PrefixShare()
+        for prompt in prompts:
+            share.add(prompt)
+        pairs = zip(["", *prompts], prompts, strict=False)
+        assert share.shared == sum(shared_by_walking(a, b) for a, b in pairs), prompts
+        assert share.total == sum(map(len, prompts))

@@ -48,6 +48,11 @@ class ShardAnswers:
         self.replayed = 0  # answered from the journal of an interrupted attempt
         self.reparsed = 0  # answered from the kept answers of a finished computation
 
+    @property
+    def has_earlier(self) -> bool:
+        """Whether any request may be answered without the engine (`lookup`)."""
+        return bool(self.journal.answers or self.kept)
+
     def lookup(self, key: str) -> Result | None:
         """A usable earlier answer to this request. An engine error (a dead server, a prompt
         over the context) is no answer: its request is sent again."""

@@ -177,17 +177,20 @@ class Runner:
         """The answers to these requests: kept or journaled ones, else the engine's (the task
         yields what it still needs; the scheduler journals answers as they arrive)."""
         found: dict[str, Result] = {}
-        pending: dict[str, Request] = {}
-        lookup = work.answers.lookup
-        for request in requests:
-            key = request.key
-            if key in found or key in pending:
-                continue
-            answer = lookup(key)
-            if answer is None:
-                pending[key] = request
-            else:
-                found[key] = answer
+        if work.answers.has_earlier:
+            pending: dict[str, Request] = {}
+            lookup = work.answers.lookup
+            for request in requests:
+                key = request.key
+                if key in found or key in pending:
+                    continue
+                answer = lookup(key)
+                if answer is None:
+                    pending[key] = request
+                else:
+                    found[key] = answer
+        else:  # a first computation: every request is new (a request twice is sent once)
+            pending = {request.key: request for request in requests}
         to_send = list(pending.values())
         add_prompt = work.prefix.add
         for request in to_send:

@@ -17,7 +17,15 @@ class PrefixShare:
 
     def add(self, prompt: str) -> None:
         self.total += len(prompt)
-        shared = common_prefix_length(self._previous, prompt, self._last_shared)
+        previous, shared = self._previous, self._last_shared
+        # Most often a prompt shares exactly what the last pair shared (a template's head
+        # and a story, up to the row's own text): checked here, without a search.
+        if not (
+            shared
+            and prompt.startswith(previous[:shared])
+            and previous[shared : shared + 1] != prompt[shared : shared + 1]
+        ):
+            shared = common_prefix_length(previous, prompt, shared)
         self.shared += shared
         self._previous, self._last_shared = prompt, shared
 
