@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from emopillars.run.storage import StorageError, write_rows
+from emopillars.run.storage import write_rows
 
 SCHEMA = pa.schema([("id", pa.string()), ("n", pa.int64())])
 ROWS = [{"id": "a", "n": 1}, {"id": "b", "n": 2}]
@@ -22,9 +22,14 @@ def test_a_write_makes_its_folders_and_hashes_the_bytes_it_wrote(tmp_path: Path)
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left
 
 
-def test_a_file_where_the_folder_should_be_is_a_storage_error(tmp_path: Path) -> None:
-    (tmp_path / "stage").write_text("not a folder")
-    with pytest.raises(StorageError, match=r"could not write .*stage/shard"):
-        write_rows(tmp_path / "stage" / "shard-00000.parquet", ROWS, SCHEMA)
-    with pytest.raises(StorageError, match="could not write"):
-        write_rows(tmp_path / "stage" / "deeper" / "shard-00000.parquet", ROWS, SCHEMA)
+def test_a_file_where_a_folder_should_be_is_named_by_the_error(tmp_path: Path) -> None:
+    # mkdir's own errors, which name the folder: the command line words them (cli/failures.py).
+    blocker = tmp_path / "stage"
+    blocker.write_text("not a folder")
+    with pytest.raises(FileExistsError) as exists:
+        write_rows(blocker / "shard-00000.parquet", ROWS, SCHEMA)
+    assert exists.value.filename == str(blocker)
+    with pytest.raises(NotADirectoryError) as not_a_folder:
+        write_rows(blocker / "deeper" / "shard-00000.parquet", ROWS, SCHEMA)
+    assert not_a_folder.value.filename == str(blocker / "deeper")
+    assert [p.name for p in tmp_path.iterdir()] == ["stage"]

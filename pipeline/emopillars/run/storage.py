@@ -71,10 +71,9 @@ def _write_bytes(
     Not `durable`: renamed into place all the same, without the fsyncs (for a file whose
     loss in a power cut costs nothing). Not `sync`: the folder is left for the caller to
     fsync once (`sync_folder`) after writing several files into it."""
-    try:
-        handle, temporary = _temporary_file(path)
-    except OSError as error:
-        raise StorageError(f"could not write {path}: {error}") from error
+    # A folder that cannot be made (a file in its place) raises mkdir's own error, naming
+    # the folder: the command line words it.
+    handle, temporary = _temporary_file(path)
     renamed = False
     try:
         try:
@@ -108,9 +107,9 @@ def _temporary_file(path: Path) -> tuple[int, str]:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     try:
         return os.open(name, flags, 0o600), name
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         # The folder is new: made here, on the first write into it, and not checked (a
-        # system call) on every write.
+        # system call) on every write. A file in its way makes mkdir raise, naming it.
         path.parent.mkdir(parents=True, exist_ok=True)
         return os.open(name, flags, 0o600), name
     except FileExistsError:
