@@ -9,8 +9,10 @@ a judge killed mid-shard resumes to the same figures without paying for any answ
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -24,6 +26,8 @@ from emopillars.classify.judge import default_judge_dir, judge_teacher
 from emopillars.cli.main import main
 from emopillars.config import RunConfig
 from emopillars.engines import EngineInfo, EngineSpec, Request, Result
+from emopillars.run import lock as run_lock
+from emopillars.run.lock import RunFolderBusy
 from emopillars.stages.taxonomy import LABELS
 from helpers import Interrupted, Recorder, recording_spec
 
@@ -281,6 +285,28 @@ def test_a_killed_judge_resumes_to_the_same_figures(tmp_path: Path) -> None:
     reference = RunConfig(engine="fake", output=tmp_path / "reference")
     uninterrupted = judge_teacher(reference, read_target(str(gold_path)), shard_size=5)
     assert resumed.figures == uninterrupted.figures
+
+
+def test_a_judge_folder_has_one_writer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    gold_path = write_dev(tmp_path / "dev.tsv")
+    judge_dir = tmp_path / "judge"
+    config = RunConfig(engine="fake", output=judge_dir)
+    recorder = Recorder()
+    # Another process's lock, as the kernel sees it: flock locks belong to an open file.
+    with run_lock.exclusive(judge_dir, "emopillars judge-teacher", create=True):
+        holder = f"emopillars judge-teacher (pid {os.getpid()} on host {socket.gethostname()}"
+        with pytest.raises(RunFolderBusy, match=re.escape(holder)):
+            judge_teacher(config, read_target(str(gold_path)), recording_spec(config, recorder))
+        flags = ["--gold", str(gold_path), "--engine", "fake", "--output", str(judge_dir)]
+        assert main(["judge-teacher", *flags]) == 2
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith(f"emopillars: {judge_dir} is in use by {holder}")
+    assert recorder.loads == 0 and recorder.sent == []
+    assert sorted(p.name for p in judge_dir.iterdir()) == [".lock", "locks"]  # locks alone
+    # Once the folder is free, the same judge runs; its lock goes with it.
+    result = judge_teacher(config, read_target(str(gold_path)), recording_spec(config, recorder))
+    assert result.figures["sentences"] == len(DEV) and len(recorder.sent) == len(DEV)
+    assert not (judge_dir / ".lock.json").exists()
 
 
 # -- the command -----------------------------------------------------------------------------

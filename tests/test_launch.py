@@ -4,6 +4,8 @@ assembled; a rerun resumes and builds the single-worker dataset."""
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from conftest import dataset_contents, fake_config
 from emopillars.api import run_pipeline
 from emopillars.cli import main
 from emopillars.cluster.launch import parse_gpus
+from emopillars.run import lock as run_lock
 
 
 def launch(corpus: Path, run_dir: Path, gpus: str, *extra: str) -> int:
@@ -109,6 +112,26 @@ def test_launch_refuses_before_starting_any_worker(
     assert main(["launch", *extra, "--engine", "fake", "--output", str(run_dir)]) == 2
     assert message in capsys.readouterr().err
     assert not run_dir.exists()
+
+
+def test_launch_into_a_folder_its_one_writer_holds_refuses_before_any_worker(
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / "run"
+    # As a single-worker run holds it (flock locks belong to an open file, so this process's
+    # second lock is refused as another process's would be).
+    with run_lock.exclusive(run_dir, "emopillars run", create=True):
+        assert launch(corpus, run_dir, "0,1") == 2
+        [line] = capsys.readouterr().err.strip().splitlines()
+        holder = f"emopillars run (pid {os.getpid()} on host {socket.gethostname()}"
+        assert line.startswith(f"emopillars: {run_dir} is in use by {holder}")
+    assert not (run_dir / "logs").exists()  # no worker was started
+    assert not (run_dir / "run.json").exists()
+    # A folder whose writer is gone (its lock free, its note left by a kill) is launched into.
+    (run_dir / ".lock.json").write_text('{"command": "emopillars run", "host": "h", '
+                                        '"pid": 1, "since": "then"}')  # fmt: skip
+    assert launch(corpus, run_dir, "0,1") == 0
+    assert dataset_contents(run_dir) == reference_dataset(corpus, tmp_path)
 
 
 def test_launch_refuses_flags_that_run_does_not_know(tmp_path: Path) -> None:

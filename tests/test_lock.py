@@ -6,6 +6,7 @@ interrupted writes left. Real processes, with a holder that blocks where the tes
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import socket
@@ -151,9 +152,12 @@ def test_one_writer_refuses_others_and_is_taken_over_after_a_kill(
     assert main(["publish", str(run_dir), "--repo-id", "me/data", "--dry-run", str(staging)]) == 2
     assert names in capsys.readouterr().err
     assert not staging.exists()
-    # Reading commands neither take the lock nor fail because of it.
+    # Reading commands neither take the lock nor fail because of it; status names the writer.
     assert main(["status", str(run_dir)]) == 0
+    assert f"writing now: emopillars run ({names}" in capsys.readouterr().out
     assert main(["status", str(run_dir), "--json"]) == 0
+    [writer] = json.loads(capsys.readouterr().out)["writers"]
+    assert writer["command"] == "emopillars run" and writer["pid"] == holder.pid
     assert main(["report", str(run_dir)]) == 0
     capsys.readouterr()
     assert files_of(run_dir) == before  # none of them wrote anything
@@ -182,6 +186,8 @@ def test_one_writer_refuses_others_and_is_taken_over_after_a_kill(
     assert not (run_dir / "dataset.partial").exists()
     assert not list(run_dir.rglob(".*.tmp"))
     assert not (run_dir / ".lock.json").exists()  # a holder that finishes withdraws its note
+    assert main(["status", str(run_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["writers"] == []
 
     reference = fake_config(corpus, tmp_path / "reference", shard_size=1)
     run_pipeline(reference)
@@ -209,6 +215,8 @@ def test_workers_share_a_folder_but_never_a_story_shard(
     assert names in refused
     assert main(["assemble", str(run_dir)]) == 2
     assert names in capsys.readouterr().err
+    assert main(["status", str(run_dir)]) == 0  # which names the workers at work
+    assert f"writing now: emopillars run worker 0 of 2 ({names}" in capsys.readouterr().out
 
     # A second process given the same worker index waits for story shard 0's lease...
     second = subprocess.Popen(
@@ -291,3 +299,7 @@ def test_a_folder_that_cannot_be_locked_from_here_is_read_without_a_lock(
         pass
     with run_lock.joined(tmp_path, "emopillars run worker 0 of 2"):
         pass
+    # Nor can who writes it be told from here: status says so rather than guess.
+    (tmp_path / ".lock").touch()
+    assert run_lock.writers(tmp_path) is None
+    run_lock.check_joinable(tmp_path)  # a launch goes on: its workers read it the same way

@@ -6,7 +6,9 @@ stage, `judge`, run shard by shard by the pipeline's Runner. Requests therefore 
 same engine seam, batches, journal, kept answers, rejects and markers as a run's, and a killed
 judge resumes without asking the engine anything twice. The figures are written last, to
 DIR/judge.json, and computed again from the shards on every invocation (so a new label
-mapping needs no requests).
+mapping needs no requests). Like a run, a judge holds its folder's lock (run/lock.py) while it
+writes: a second judge of the same folder (the default folder is named by target and engine, so
+the same command twice is one folder) stops at once, naming the first.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from emopillars.classify.metrics import Matrix
 from emopillars.config import RunConfig
 from emopillars.engines import EngineSpec
 from emopillars.hashing import stable_hash
+from emopillars.run import lock
 from emopillars.run.corpus import SPECIAL_TOKENS
 from emopillars.run.layout import RunLayout
 from emopillars.run.runner import ProgressHook, Runner
@@ -106,7 +109,20 @@ def judge_teacher(
     label_map: Path | None = None,
 ) -> JudgeResult:
     """Label every gold sentence with the teacher (resuming in config.output_dir), score it,
-    and write DIR/judge.json. `spec` replaces the configured engine (tests pass a fake)."""
+    and write DIR/judge.json. `spec` replaces the configured engine (tests pass a fake).
+    RunFolderBusy, before anything is written, when another process writes the folder."""
+    with lock.exclusive(config.output_dir, "emopillars judge-teacher", sweep=True, create=True):
+        return _judge(config, gold, spec, on_shard, shard_size, label_map)
+
+
+def _judge(
+    config: RunConfig,
+    gold: LabelledTexts,
+    spec: EngineSpec | None,
+    on_shard: ProgressHook | None,
+    shard_size: int,
+    label_map: Path | None,
+) -> JudgeResult:
     texts = prompt_texts(gold)
     runner = Runner(config, spec, on_shard, steps=(*STEPS, JUDGE_STEP))
     layout = runner.layout

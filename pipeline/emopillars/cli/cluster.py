@@ -18,7 +18,7 @@ from emopillars.config import ConfigError, ExecutionOptions, RunConfig, load_con
 from emopillars.dataset.assemble import IncompleteRunError
 from emopillars.run.check import check_lines
 from emopillars.run.integrity import BrokenChainError
-from emopillars.run.lock import RunFolderBusy, exclusive
+from emopillars.run.lock import RunFolderBusy, check_joinable, exclusive
 from emopillars.run.plan import describe_missing
 from emopillars.run.status import status_table
 from emopillars.run.storage import StorageError
@@ -155,7 +155,9 @@ def launch_command(
     try:
         gpus = parse_gpus(gpus_flag)
         config = _launch_config(config_file, overrides, len(gpus))
-    except ConfigError as error:
+        # Found once here, rather than by every worker in its own log.
+        check_joinable(config.output_dir)
+    except (ConfigError, RunFolderBusy) as error:
         return fail(error, ExitCode.USAGE, debug=debug)
     run_dir = config.output_dir
     print(f"launching {len(gpus)} workers, logs in {run_dir / 'logs'}", flush=True)

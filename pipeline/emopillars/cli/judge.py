@@ -21,6 +21,7 @@ from emopillars.cli.progress import ShardProgress
 from emopillars.config import ConfigError, load_config
 from emopillars.dataset.measured import Measurement, attach
 from emopillars.engines import engine_spec
+from emopillars.run.lock import RunFolderBusy
 from emopillars.run.storage import StorageError
 
 # The RunConfig fields (top-level names; a section brings all of its fields) that shape the
@@ -138,7 +139,7 @@ def judge_command(args: argparse.Namespace) -> int:
         config = config.model_copy(update={"output": output})
         with ShardProgress() as progress:
             result = judge_teacher(config, gold, spec, progress, label_map=args.label_map)
-    except (ConfigError, GoldDataError, FileNotFoundError) as error:
+    except (ConfigError, GoldDataError, FileNotFoundError, RunFolderBusy) as error:
         return fail(error, ExitCode.USAGE, debug=debug)
     except (StorageError, RuntimeError) as error:
         return fail(error, ExitCode.FAILED, debug=debug, hint=RESUME_HINT)

@@ -196,11 +196,7 @@ def _join(layout: RunLayout, command: str) -> NotedLock | None:
             "command again"
         )
     try:
-        folder = NotedLock(layout.lock)
-        if not folder.try_acquire():
-            raise RunFolderBusy(_busy_message(layout.root, describe(folder.holder())))
-        folder.withdraw()  # a note left by a writer that died: it names no one
-        folder.release()
+        _refuse_if_writer(layout)
         host = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())
         holder = Holder.of_this_process(command)
         name = f"{host}-{holder.pid}-{next(_presence_numbers)}.lock"
@@ -212,6 +208,77 @@ def _join(layout: RunLayout, command: str) -> NotedLock | None:
     finally:
         gate.release()
     return presence
+
+
+def check_joinable(run_dir: Path) -> None:
+    """RunFolderBusy when the folder's one writer holds `run_dir`: what each worker of a
+    multi-worker run would find on joining, found once, before any is started (`launch`).
+    Nothing is created: a folder that does not exist yet has no writer."""
+    layout = RunLayout(run_dir)
+    if not layout.lock.exists():  # never locked: no writer (and none is made here)
+        return
+    gate = NotedLock(layout.join_lock)
+    try:
+        joining = gate.try_acquire(wait=JOIN_WAIT_S)
+    except OSError as error:
+        if error.errno not in READ_ONLY:
+            raise
+        return  # cannot be locked from here: the workers will say so themselves
+    if not joining:
+        raise RunFolderBusy(
+            f"{layout.root}: {layout.join_lock} stayed locked for {JOIN_WAIT_S:.0f} s: check "
+            "that no process hangs holding it, then run this command again"
+        )
+    try:
+        _refuse_if_writer(layout)
+    finally:
+        gate.release()
+
+
+def writers(run_dir: Path) -> list[Holder | None] | None:
+    """Who writes `run_dir` now, for `status`: the one writer, or the workers of a
+    multi-worker run ([] when nobody; None for a holder that has not written its name yet).
+    None when that cannot be told from here: a folder that cannot be locked through this
+    path, or workers that keep the join lock for longer than NOTE_WAIT_S.
+
+    It probes the locks as a joining worker does, under the join lock, and so disturbs no
+    one: a writer or worker that starts meanwhile waits for the join lock, or for a note."""
+    layout = RunLayout(run_dir)
+    if not layout.lock.exists():  # never locked: nobody writes it (and nothing is made here)
+        return []
+    gate = NotedLock(layout.join_lock)
+    try:
+        if not gate.try_acquire(wait=NOTE_WAIT_S):
+            return None
+    except OSError as error:
+        if error.errno not in READ_ONLY:
+            raise
+        return None
+    try:
+        folder = NotedLock(layout.lock)
+        if not folder.try_acquire():
+            return [folder.holder()]
+        folder.withdraw()  # a note left by a writer that died: it names no one
+        folder.release()
+        working: list[Holder | None] = []
+        for path in sorted(layout.worker_locks.glob("*.lock")):
+            presence = NotedLock(path)
+            if presence.try_acquire():
+                presence.release()  # a dead worker's: the next writer deletes it
+            else:
+                working.append(presence.holder())
+        return working
+    finally:
+        gate.release()
+
+
+def _refuse_if_writer(layout: RunLayout) -> None:
+    """Under the join lock: RunFolderBusy when the one writer holds the folder lock."""
+    folder = NotedLock(layout.lock)
+    if not folder.try_acquire():
+        raise RunFolderBusy(_busy_message(layout.root, describe(folder.holder())))
+    folder.withdraw()  # a note left by a writer that died: it names no one
+    folder.release()
 
 
 def _busy_message(run_dir: Path, who: str, wait: str = "wait for it to finish") -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from emopillars.run.check import check_lines, check_run
 from emopillars.run.layout import RunLayout
+from emopillars.run.lock import writers
+from emopillars.run.lockfile import Holder, describe
 from emopillars.run.manifest import Manifest, StageTotals
 from emopillars.run.plan import read_plan
 from emopillars.stages import STAGE_NAMES
@@ -37,7 +40,27 @@ def status_json(run_dir: Path) -> dict[str, Any]:
             "dataset": checked.dataset_state,
         },
         "problems": [problem.as_json() for problem in checked.problems],
+        # Who writes the folder now: [] nobody, null cannot be told from here; an entry is
+        # null for a holder that has not written its name yet.
+        "writers": _writers_json(writers(run_dir)),
     }
+
+
+def _writers_json(found: list[Holder | None] | None) -> list[dict[str, Any] | None] | None:
+    if found is None:
+        return None
+    return [None if holder is None else asdict(holder) for holder in found]
+
+
+def writers_line(found: list[Holder | None] | None) -> str:
+    """Who writes the folder now, in one line."""
+    if found is None:
+        return "writing now: cannot tell (the folder cannot be locked from here)"
+    if not found:
+        return "writing now: nobody"
+    if len(found) == 1:
+        return f"writing now: {describe(found[0])}"
+    return f"writing now: {len(found)} workers: " + "; ".join(describe(h) for h in found)
 
 
 def status_table(run_dir: Path) -> str:
@@ -53,7 +76,8 @@ def status_table(run_dir: Path) -> str:
                  t.tokens_per_second, f"{t.prefix_shared:.0%}")  # fmt: skip
         lines.append(f"{name:<11}" + "".join(f"{cell!s:>11}" for cell in cells))
     corpus = ", ".join(f"{k} {v}" for k, v in plan["corpus_rejects"].items()) or "none"
-    lines += ["", f"stories: {plan['stories']} (corpus rejects: {corpus})", "rejects by reason:"]
+    lines += ["", f"stories: {plan['stories']} (corpus rejects: {corpus})",
+              writers_line(writers(run_dir)), "rejects by reason:"]  # fmt: skip
     for name, t in totals.items():
         reasons = ", ".join(f"{reason} {n}" for reason, n in t.reject_reasons.items()) or "none"
         lines.append(f"  {name:<11}{reasons}")
