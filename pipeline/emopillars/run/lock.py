@@ -213,7 +213,7 @@ def _join(layout: RunLayout, command: str) -> NotedLock | None:
 def check_joinable(run_dir: Path) -> None:
     """RunFolderBusy when the folder's one writer holds `run_dir`: what each worker of a
     multi-worker run would find on joining, found once, before any is started (`launch`).
-    Nothing is created: a folder that does not exist yet has no writer."""
+    A folder that was never locked (or does not exist yet) has no writer and is not touched."""
     layout = RunLayout(run_dir)
     if not layout.lock.exists():  # never locked: no writer (and none is made here)
         return
@@ -237,9 +237,9 @@ def check_joinable(run_dir: Path) -> None:
 
 def writers(run_dir: Path) -> list[Holder | None] | None:
     """Who writes `run_dir` now, for `status`: the one writer, or the workers of a
-    multi-worker run ([] when nobody; None for a holder that has not written its name yet).
-    None when that cannot be told from here: a folder that cannot be locked through this
-    path, or workers that keep the join lock for longer than NOTE_WAIT_S.
+    multi-worker run, [] when nobody (an entry is None for a holder that has not written
+    its name yet). None when that cannot be told from here: a folder that cannot be locked
+    through this path, or workers that keep the join lock for longer than NOTE_WAIT_S.
 
     It probes the locks as a joining worker does, under the join lock, and so disturbs no
     one: a writer or worker that starts meanwhile waits for the join lock, or for a note."""

@@ -55,7 +55,7 @@ def _writers_json(found: list[Holder | None] | None) -> list[dict[str, Any] | No
 def writers_line(found: list[Holder | None] | None) -> str:
     """Who writes the folder now, in one line."""
     if found is None:
-        return "writing now: cannot tell (the folder cannot be locked from here)"
+        return "writing now: cannot tell (no lock can be taken from here, or workers are joining)"
     if not found:
         return "writing now: nobody"
     if len(found) == 1:
