@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -172,3 +174,118 @@ def test_debug_raises_what_is_otherwise_one_line(
     assert line.startswith("emopillars: ") and "not an emopillars run folder" in line
     with pytest.raises(Exception, match="not an emopillars run folder"):
         main(["--debug", "status", str(tmp_path)])
+
+
+# -- misuse found before any work ------------------------------------------------------------
+
+
+def test_an_empty_output_is_refused_rather_than_the_working_folder_used(
+    corpus: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as usage:
+        main(["run", "--engine", "fake", "--corpus", str(corpus), "--output", "", "--quiet"])
+    assert usage.value.code == 2
+    assert "argument --output: is empty" in capsys.readouterr().err
+    assert [path.name for path in tmp_path.iterdir()] == [corpus.name]  # nothing new
+
+
+def test_an_output_inside_another_run_folder_is_refused(
+    finished: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = sorted(finished.rglob("*"))
+    nested = finished / "dataset" / "again"
+    assert main(fake_run_args(corpus, nested)) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert f"--output {nested} is inside the run folder {finished}" in line
+    assert sorted(finished.rglob("*")) == before
+
+
+def test_an_output_name_that_is_not_utf8_is_refused_in_one_line(
+    corpus: Path, tmp_path: Path
+) -> None:
+    output = os.fsdecode(os.fsencode(tmp_path) + b"/bad\xffname")
+    result = emopillars(*fake_run_args(corpus, Path(output)))
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "is not UTF-8 text" in line and "LC_ALL=C.UTF-8" in line
+    assert not Path(output).exists()
+
+
+def test_a_model_that_is_no_gguf_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"PK\x03\x04 a zip, say")
+    assert main(["run", "--model", str(model), "--output", str(tmp_path / "run")]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert f"model {model} is not a GGUF file" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_vllm_is_a_usage_error_without_a_resume_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # vLLM is not installed in the main test environment (tests_vllm/ runs it for real).
+    code = main(["run", "--engine", "vllm", "--model", "m", "--output", str(tmp_path / "r")])
+    assert code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "emopillars[vllm]" in line
+
+
+def test_a_closed_stdout_is_no_traceback(tmp_path: Path) -> None:
+    # `emopillars status DIR >&-`: Python starts with sys.stdout None.
+    command = f"{sys.executable} -m emopillars status {tmp_path / 'none'} >&-"
+    result = subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("is not an emopillars run folder (no plan.json)")
+    assert "Traceback" not in result.stderr
+
+
+# -- signals -----------------------------------------------------------------------------------
+
+
+def slow_run(corpus: Path, output: Path) -> subprocess.Popen[str]:
+    """A run slow enough (fake answers 0.05 s each, one at a time) to be stopped midway."""
+    args = ["run", "--engine", "fake", "--corpus", str(corpus), "--output", str(output),
+            "--shard-size", "1", "--max-actors", "2", "--fake-latency-s", "0.05",
+            "--max-in-flight", "1", "--quiet"]  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "emopillars", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def wait_for_a_finished_shard(process: subprocess.Popen[str], run_dir: Path) -> None:
+    deadline = time.monotonic() + 120
+    while not list((run_dir / "manifest").glob("*/shard-*.json")):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no shard was finished"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "how"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "stopped by SIGTERM")],
+)
+def test_a_stopped_run_says_so_in_one_line_and_resumes(
+    corpus: Path, tmp_path: Path, signum: int, code: int, how: str
+) -> None:
+    run_dir = tmp_path / "run"
+    process = slow_run(corpus, run_dir)
+    wait_for_a_finished_shard(process, run_dir)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == code, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"emopillars: {how}; finished shards are kept; run the same command again to resume"
+    )
+    rerun = emopillars(*fake_run_args(corpus, run_dir)[:-3], "--shard-size", "1",
+                       "--max-actors", "2", "--quiet")  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr

@@ -17,6 +17,7 @@ from emopillars.cli.options import (
     add_config_flags,
     config_flags,
     flag_of,
+    path_argument,
 )
 from emopillars.config import (
     CorpusFormat,
@@ -65,7 +66,7 @@ def example(flag: ConfigFlag) -> tuple[list[str], Any]:
         int: ("7", 7),
         float: ("0.5", 0.5),
         str: ("text", "text"),
-        Path: ("a/b", Path("a/b")),
+        path_argument: ("a/b", Path("a/b")),
     }
     text, value = samples[arguments["type"]]
     return [flag.flag, text], value
@@ -306,3 +307,9 @@ def test_a_field_without_a_flag_rule_fails_the_build() -> None:
 
     with pytest.raises(TypeError, match="stages"):
         config_flags(Unknown)
+
+
+def test_an_empty_path_is_refused_rather_than_read_as_the_working_folder() -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="is empty"):
+        path_argument("  ")
+    assert path_argument("a/b") == Path("a/b")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import os
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -211,3 +214,80 @@ def test_every_whitespace_character_becomes_one_space_as_str_isspace_says() -> N
         else:
             expected = f"a{char}b"
         assert _clean(f"a{char}b") == expected, hex(code)
+
+
+def test_a_csv_field_over_the_csv_modules_limit_is_a_too_long_reject(tmp_path: Path) -> None:
+    limit = csv.field_size_limit()
+    (tmp_path / "c.csv").write_text(f"id,text\nbig,{'x' * (limit + 1)}\nok,Fine.\n")
+    stories, rejects = load_corpus(tmp_path / "c.csv", "auto", FIELDS, 6000)
+    assert [s.story_id for s in stories] == ["ok"]
+    assert reasons(rejects) == ["too_long"] and rejects[0].story_id == "big"
+    assert csv.field_size_limit() == limit  # the module-wide limit is left as it was
+
+
+def test_a_file_that_is_not_parquet_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "garbage.parquet").write_bytes(b"not parquet at all\n" * 10)
+    (tmp_path / "c.jsonl").write_text(json.dumps({"id": "a", "text": "One."}) + "\n")
+    pq.write_table(pa.table({"id": ["p1"], "text": ["One."]}), tmp_path / "whole.parquet")
+    whole = (tmp_path / "whole.parquet").read_bytes()
+    (tmp_path / "cut.parquet").write_bytes(whole[: len(whole) // 2])
+    for name, kind in [
+        ("garbage.parquet", "auto"),
+        ("c.jsonl", "parquet"),
+        ("cut.parquet", "auto"),
+    ]:
+        path = tmp_path / name
+        with pytest.raises(CorpusError, match=rf"{re.escape(str(path))} is not a readable Parquet"):
+            load_corpus(path, kind, FIELDS, 6000)
+
+
+def test_a_jsonl_file_that_starts_with_a_utf8_bom_keeps_its_first_story(tmp_path: Path) -> None:
+    rows = [{"id": "a", "text": "One."}, {"id": "b", "text": "Two."}]
+    text = "".join(json.dumps(row) + "\n" for row in rows)
+    (tmp_path / "c.jsonl").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    stories, rejects = load_corpus(tmp_path / "c.jsonl", "auto", FIELDS, 6000)
+    assert [s.story_id for s in stories] == ["a", "b"] and rejects == []
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])  # BOM, or none
+@pytest.mark.parametrize("name", ["c.csv", "c.jsonl"])
+def test_utf16_text_is_a_clear_error(tmp_path: Path, encoding: str, name: str) -> None:
+    text = "id,text\na,One.\n" if name == "c.csv" else '{"id": "a", "text": "One."}\n'
+    (tmp_path / name).write_text(text, encoding=encoding)
+    with pytest.raises(CorpusError, match=r"is not UTF-8 text.*UTF-16.*save it as UTF-8"):
+        load_corpus(tmp_path / name, "auto", FIELDS, 6000)
+
+
+def test_a_txt_folder_reads_suffixes_in_any_case_and_rejects_what_it_skips(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "txt"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "one.txt").write_text("First story.")
+    (folder / "TWO.TXT").write_text("Second story.")
+    (folder / "notes.md").write_text("Not a story.")
+    (folder / "sub" / "three.txt").write_text("A story in a subfolder.")
+    stories, rejects = load_corpus(folder, "auto", FIELDS, 6000)
+    assert [s.story_id for s in stories] == ["TWO", "one"]
+    assert [(r.location, r.reason) for r in rejects] == [
+        ("notes.md", "not_txt"),
+        ("sub", "not_txt"),
+    ]
+    assert "subfolder" in rejects[1].detail
+
+
+def test_a_txt_file_name_that_is_not_utf8_gets_an_escaped_id(tmp_path: Path) -> None:
+    folder = tmp_path / "txt"
+    folder.mkdir()
+    try:
+        with open(os.fsencode(folder) + b"/st\xe9ry.txt", "wb") as handle:
+            handle.write(b"A story.")
+        with open(os.fsencode(folder) + b"/b\xe9d.txt", "wb") as handle:
+            handle.write(b"\xff broken")
+    except OSError:  # a file system that only takes UTF-8 names cannot hold one
+        pytest.skip("this file system refuses names that are not UTF-8")
+    stories, rejects = load_corpus(folder, "auto", FIELDS, 6000)
+    assert [(s.story_id, s.title) for s in stories] == [("st\\xe9ry", "st\\xe9ry")]
+    assert [(r.location, r.story_id, r.reason) for r in rejects] == [
+        ("b\\xe9d.txt", "b\\xe9d", "undecodable")
+    ]

@@ -50,6 +50,7 @@ def test_a_corpus_with_no_usable_story_exits_1_naming_the_reasons(
     assert code == 1
     assert "no story of the corpus was usable (corpus rejects: not_text 1, special_tokens 1)" in err
     assert str(out / "stories" / "rejects.parquet") in err and "Traceback" not in err
+    assert "run the same command again" not in err  # running it again cannot help
     assert (out / "dataset").is_dir()  # assembled before the error
 
 

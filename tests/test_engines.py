@@ -123,7 +123,7 @@ def test_a_missing_api_key_variable_is_a_config_error() -> None:
 def test_vllm_engine_without_vllm_names_the_extra() -> None:
     # vLLM is not installed in the main test environment (tests_vllm/ runs it for real).
     config = RunConfig(engine="vllm", model="some/model")
-    with pytest.raises(RuntimeError, match=r"emopillars\[vllm\]"):
+    with pytest.raises(ConfigError, match=r"emopillars\[vllm\]"):
         engine_spec(config)
 
 

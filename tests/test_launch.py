@@ -5,7 +5,11 @@ assembled; a rerun resumes and builds the single-worker dataset."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -101,6 +105,8 @@ def test_each_worker_gets_the_gpus_it_is_given(flag: str, devices: list[str]) ->
         (["--gpus", "0,0"], "names a GPU twice"),
         (["--gpus", "0+1,1"], "names a GPU twice"),
         (["--gpus", "0,,1"], "comma-separated list"),
+        (["--gpus", "bad"], "comma-separated list"),
+        (["--gpus", "-1"], "comma-separated list"),
         (["--gpus", "0,1", "--num-workers", "2"], "launch sets the workers itself"),
         (["--gpus", "0,1", "--executor", "ray"], "emopillars run --executor ray"),
     ],
@@ -146,3 +152,46 @@ def test_assemble_of_a_folder_that_is_no_run(
 ) -> None:
     assert main(["assemble", str(tmp_path)]) == 2
     assert "not an emopillars run folder" in capsys.readouterr().err
+
+
+def worker_processes(run_dir: Path) -> list[int]:
+    """The pids of live processes whose command line names the run folder."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        if str(run_dir).encode() in words and b"--worker-index" in words:
+            found.append(int(cmdline.parent.name))
+    return found
+
+
+def test_a_terminated_launch_stops_its_workers(corpus: Path, tmp_path: Path) -> None:
+    # A cancelled job (scancel, docker stop) sends SIGTERM: no worker may go on holding a GPU.
+    run_dir = tmp_path / "run"
+    flags = ["--gpus", "0,1", "--engine", "fake", "--corpus", str(corpus), "--output",
+             str(run_dir), "--shard-size", "1", "--max-actors", "2", "--fake-latency-s", "0.05",
+             "--quiet"]  # fmt: skip
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "emopillars", "launch", *flags],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        # Each worker's banner: its command has started (and its SIGTERM handler with it).
+        logs = [run_dir / "logs" / f"worker-{index}.log" for index in (0, 1)]
+        while not all(log.exists() and "story shards s with" in log.read_text() for log in logs):
+            assert launcher.poll() is None, launcher.communicate()
+            assert time.monotonic() < deadline, "the workers never started"
+            time.sleep(0.05)
+        launcher.send_signal(signal.SIGTERM)
+        _, err = launcher.communicate(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 143, err
+    assert err.strip().splitlines()[-1].startswith("emopillars: stopped by SIGTERM; finished")
+    assert worker_processes(run_dir) == []  # stopped, and waited for
+    for index in (0, 1):  # each worker was told, and said so
+        assert "stopped by SIGTERM" in (run_dir / "logs" / f"worker-{index}.log").read_text()

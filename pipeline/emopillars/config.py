@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 EngineName = Literal["llamacpp", "vllm", "openai", "fake"]
 StructuredOutputs = Literal["vllm", "llamacpp", "json_schema"]
@@ -254,12 +262,34 @@ class RunConfig(BaseModel):
             section = section.model_dump(exclude_unset=True)
         return {**rest, "execution": {**flat, **section}}
 
+    @field_validator("output", mode="before")
+    @classmethod
+    def _output_named(cls, value: Any) -> Any:
+        # Path("") is the working folder: an empty --output (an unset shell variable) would
+        # spread a run over wherever the command was started.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty: name a folder, or leave it out for outputs/<run_name>")
+        if isinstance(value, str | Path) and not _is_text(str(value)):
+            # Arrow opens files by UTF-8 name: such a folder could be made but not read.
+            raise ValueError(
+                f"{os.fsencode(value)!r} is not UTF-8 text (bytes from another encoding, or a "
+                "locale that is not UTF-8, such as LC_ALL=C): use a UTF-8 locale "
+                "(LC_ALL=C.UTF-8) or another folder name"
+            )
+        return value
+
     @model_validator(mode="after")
     def _check_paths(self) -> RunConfig:
         if self.corpus is not None and not self.corpus.exists():
             raise ValueError(f"corpus {self.corpus} does not exist")
-        if self.engine == "llamacpp" and self.model is not None and not Path(self.model).is_file():
-            raise ValueError(f"model {self.model} is not a file (llamacpp needs a .gguf file)")
+        if self.engine == "llamacpp" and self.model is not None:
+            if not Path(self.model).is_file():
+                raise ValueError(f"model {self.model} is not a file (llamacpp needs a .gguf file)")
+            if not _is_gguf(Path(self.model)):
+                raise ValueError(
+                    f"model {self.model} is not a GGUF file (llamacpp needs a .gguf file; "
+                    "other formats run with --engine vllm or --engine openai)"
+                )
         if self.engine in ("vllm", "openai") and not self.model:
             raise ValueError(f"--engine {self.engine} needs --model (a model id or folder)")
         return self
@@ -340,3 +370,23 @@ def describe(error: ValidationError) -> str:
         f"{'.'.join(str(part) for part in issue['loc']) or 'value'}: {issue['msg']}"
         for issue in error.errors()
     )
+
+
+def _is_text(name: str) -> bool:
+    """Whether a name decoded from the OS is text: undecodable bytes arrive as lone
+    surrogates, which no UTF-8 encoder (Arrow's included) takes."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_gguf(path: Path) -> bool:
+    """Whether the file starts as every GGUF file does (llama.cpp's own check, made before
+    a model is loaded, so that a wrong file is a config error and not a traceback)."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(4) == b"GGUF"
+    except OSError:
+        return True  # unreadable: llama.cpp's loader names the problem

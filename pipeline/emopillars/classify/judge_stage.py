@@ -22,6 +22,7 @@ SENTENCE = pa.schema([("sentence_id", pa.string()), ("text", pa.string())])
 
 class JudgeLabel(Step):
     call = "judge"
+    placeholders = frozenset({"definitions", "contrasts", "text"})
     max_tokens = 120  # the labels call's budget: the answers have the same form
     answer = LabelsAnswer
     columns = (

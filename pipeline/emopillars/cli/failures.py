@@ -60,7 +60,8 @@ def silence_stdout() -> None:
 
 
 def check_output_folder(path: Path) -> None:
-    """Refuse, before any work, an output folder that a file stands in the way of."""
+    """Refuse, before any work, an output folder that a file stands in the way of, or one
+    inside another run folder (whose `assemble` would delete it with its `dataset/`)."""
     for part in (path, *path.parents):
         if not part.exists():
             continue
@@ -70,7 +71,13 @@ def check_output_folder(path: Path) -> None:
                 f"{flag_of('output')} {path} {where} a file, not a folder: choose another "
                 f"{flag_of('output')}"
             )
-        return
+        break
+    for parent in path.absolute().parents:
+        if (parent / "run.json").is_file():
+            raise ConfigError(
+                f"{flag_of('output')} {path} is inside the run folder {parent}: choose a "
+                "folder outside it"
+            )
 
 
 def _describe(error: BaseException) -> str:

@@ -6,13 +6,16 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from emopillars.api import run_pipeline
+from emopillars.api import EmptyResultError, run_pipeline
 from emopillars.cli.classify import add_classify_commands, evaluate_command, train_command
 from emopillars.cli.cluster import (
     add_cluster_commands,
@@ -268,14 +271,45 @@ def main(argv: Sequence[str] | None = None, hub: HubClient | None = None) -> int
     # `launch` passes the flags it does not know on to its `run` workers.
     args, passed_on = parser.parse_known_args(argv)
     try:
-        code = _command(parser, args, passed_on, hub)
-        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        with _sigterm_as_exception():
+            code = _command(parser, args, passed_on, hub)
+        if sys.stdout is not None:  # None: started with stdout closed (`>&-`)
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
     except BrokenPipeError:
         silence_stdout()
         return ExitCode.FAILED
     except OSError as error:  # what no command expected: a full disk, a read-only folder
         return fail(error, ExitCode.FAILED, debug=args.debug)
+    except (KeyboardInterrupt, Terminated) as stop:
+        if args.debug:
+            raise
+        # What was finished is on disk (markers, journals; launch stopped its workers).
+        how = "interrupted" if isinstance(stop, KeyboardInterrupt) else "stopped by SIGTERM"
+        resumable = args.command in ("run", "launch", "judge-teacher")
+        print(f"emopillars: {how}" + (f"; {RESUME_HINT}" if resumable else ""), file=sys.stderr)
+        return ExitCode.INTERRUPTED if isinstance(stop, KeyboardInterrupt) else ExitCode.TERMINATED
     return code
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: raised where the command is, so that it unwinds as on Ctrl-C (an
+    engine closed, `launch`'s workers stopped) instead of dying on the spot."""
+
+
+@contextmanager
+def _sigterm_as_exception() -> Iterator[None]:
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread (main() called from a worker thread): as before
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _command(
@@ -313,7 +347,7 @@ def _command(
         return ExitCode.OK
     except (ConfigError, CorpusError, FileNotFoundError, RunFolderBusy) as error:
         return fail(error, ExitCode.USAGE, debug=debug)
-    except CorruptFileError as error:  # its message says what to do: no resume hint
+    except (CorruptFileError, EmptyResultError) as error:  # says what to do: no resume hint
         return fail(error, ExitCode.FAILED, debug=debug)
     except (StorageError, RuntimeError) as error:
         return fail(error, ExitCode.FAILED, debug=debug, hint=RESUME_HINT)

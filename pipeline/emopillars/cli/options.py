@@ -209,6 +209,8 @@ def _scalar(annotation: Any, key: str) -> tuple[Callable[[str], Any], tuple[Any,
         if len(kinds) != 1 or not kinds <= set(SCALARS):
             raise TypeError(f"{key}: a Literal needs values of one type (int, float or str)")
         return kinds.pop(), choices
+    if annotation is Path:
+        return path_argument, None
     if annotation in SCALARS:
         return annotation, None
     raise TypeError(
@@ -216,9 +218,17 @@ def _scalar(annotation: Any, key: str) -> tuple[Callable[[str], Any], tuple[Any,
     )
 
 
+def path_argument(text: str) -> Path:
+    """argparse's type for a path: an empty one (an unset shell variable) is refused, where
+    Path("") would be the working folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: give a path")
+    return Path(text)
+
+
 def _metavar(convert: Callable[[str], Any], name: str) -> str:
     """N for a whole number, X for a number, PATH for a path, else the field's name."""
-    named: dict[Any, str] = {int: "N", float: "X", Path: "PATH"}
+    named: dict[Any, str] = {int: "N", float: "X", path_argument: "PATH"}
     return named.get(convert, name.upper())
 
 

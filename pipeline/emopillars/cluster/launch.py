@@ -9,6 +9,7 @@ caller assembles the dataset once every worker has succeeded.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -34,16 +35,23 @@ class WorkerExit:
         return self.returncode == 0
 
 
+# What CUDA_VISIBLE_DEVICES takes: an index, or a GPU or MIG UUID (MIG-GPU-<uuid>/g/c in
+# older drivers).
+_GPU_ID = re.compile(r"[0-9]+|(?:GPU|MIG)-[0-9A-Za-z/-]+")
+
+
 def parse_gpus(text: str) -> list[str]:
     """The CUDA_VISIBLE_DEVICES of each worker: `0,1,2,3` gives four workers of one GPU, and
     `0+1,2+3` two workers of two GPUs (for tensor parallelism). Ids are passed on as they are,
     so GPU UUIDs work too."""
     workers = [[gpu.strip() for gpu in part.split("+")] for part in text.split(",")]
     gpus = [gpu for worker in workers for gpu in worker]
-    if not all(gpus):
+    if not all(_GPU_ID.fullmatch(gpu) for gpu in gpus):
+        # CUDA takes what it cannot read as "no GPU": a typo would run on the CPU, or fail late.
         raise ConfigError(
             f"--gpus {text!r}: give a comma-separated list of GPU ids, e.g. 0,1 (0+1 for a "
-            "worker with two GPUs)"
+            "worker with two GPUs): indexes, or UUIDs as nvidia-smi -L prints them (GPU-..., "
+            "MIG-...)"
         )
     if len(set(gpus)) != len(gpus):
         raise ConfigError(f"--gpus {text!r} names a GPU twice: two workers would share it")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from emopillars.config import RunConfig
+from emopillars.config import ConfigError, RunConfig
 from emopillars.engines.base import FinishReason, Request, Result
 from emopillars.engines.chat import as_dicts, fold_system_turns
 
@@ -37,7 +37,8 @@ def check_installed() -> None:
     import importlib.util
 
     if importlib.util.find_spec("vllm") is None:
-        raise RuntimeError(INSTALL_HINT)
+        # The environment must change, not the run: no resume hint.
+        raise ConfigError(INSTALL_HINT)
 
 
 class VLLMEngine:

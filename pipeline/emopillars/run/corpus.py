@@ -2,8 +2,9 @@
 
 A bad row (undecodable bytes, malformed JSON, a missing field, a value that is not text,
 chat-template markup, control characters, empty text, a duplicate id, text too long for the
-model) becomes a reject with a reason; loading goes on. A field mapping that matches no
-column of the corpus is a CorpusError naming the columns there are.
+model; in a folder of .txt files, an entry that is no .txt file) becomes a reject with a
+reason; loading goes on. A field mapping that matches no column of the corpus, a text file
+that is not UTF-8 (UTF-16, say) and a Parquet file that cannot be read are CorpusErrors.
 
 Story text goes into prompts verbatim, and every engine renders prompts through a chat
 template whose tokenizer turns markup such as `<|im_start|>` into real control tokens: a story
@@ -12,15 +13,19 @@ holding it could open turns of its own. Such rows are rejected (`special_tokens`
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
+import os
 import re
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from emopillars.config import RunConfig
@@ -69,6 +74,15 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # What str.isspace() calls whitespace: re's \s on str patterns is the same test.
 _WHITESPACE = re.compile(r"\s")
 _FLAGS = {"id": "--id-field", "title": "--title-field", "text": "--text-field"}
+# Byte-order marks of the encodings a spreadsheet or editor may save "Unicode" text in.
+# UTF-32 LE's starts with UTF-16 LE's, so it is tried first.
+_FOREIGN_BOMS = {
+    codecs.BOM_UTF32_LE: "UTF-32",
+    codecs.BOM_UTF32_BE: "UTF-32",
+    codecs.BOM_UTF16_LE: "UTF-16",
+    codecs.BOM_UTF16_BE: "UTF-16",
+}
+_SNIFF_BYTES = 4096
 
 
 def detect_format(path: Path) -> str:
@@ -101,14 +115,34 @@ def _check_columns(path: Path, columns: Iterable[str], fields: FieldMap, lacks: 
         )
 
 
+def _check_utf8(path: Path, head: bytes) -> None:
+    """Raise when the file's first bytes show another encoding than UTF-8. UTF-16 text read
+    as UTF-8 decodes to letters and NULs: its rows would be all rejects, or its header would
+    match no field, and the advice to remap fields would mislead."""
+    for bom, encoding in _FOREIGN_BOMS.items():
+        if head.startswith(bom):
+            found = f"it starts with a {encoding} byte-order mark"
+            break
+    else:
+        # In UTF-16 every other byte of ASCII text is NUL; UTF-8 text holds none.
+        if not head or head.count(0) * 4 < len(head):
+            return
+        found = "it is full of NUL bytes, as UTF-16 text is"
+    raise CorpusError(f"corpus {path} is not UTF-8 text ({found}): save it as UTF-8")
+
+
 def _jsonl_rows(path: Path) -> Iterator[_RawRow]:
     with path.open("rb") as handle:
+        _check_utf8(path, handle.read(_SNIFF_BYTES))
+        handle.seek(0)
         for number, raw in enumerate(handle, start=1):
             location = f"line {number}"
             if not raw.strip():
                 continue
+            # An editor may start a UTF-8 file with a byte-order mark; CSV accepts it too.
+            encoding = "utf-8-sig" if number == 1 else "utf-8"
             try:
-                value = json.loads(raw.decode("utf-8"))
+                value = json.loads(raw.decode(encoding))
             except UnicodeDecodeError as error:
                 yield location, CorpusReject(location, None, "undecodable", str(error))
                 continue
@@ -124,11 +158,21 @@ def _jsonl_rows(path: Path) -> Iterator[_RawRow]:
 def _csv_rows(path: Path, fields: FieldMap) -> Iterator[_RawRow]:
     # surrogateescape keeps undecodable bytes as lone surrogates, so one bad row is found
     # and rejected instead of failing the whole file.
-    text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
+    data = path.read_bytes()
+    _check_utf8(path, data[:_SNIFF_BYTES])
+    text = data.decode("utf-8-sig", errors="surrogateescape")
     # A short row's missing cells read as empty; a long row's extra cells land under None.
     reader = csv.DictReader(io.StringIO(text, newline=""), restval="")
-    _check_columns(path, reader.fieldnames or [], fields, "its header has no field")
-    for number, row in enumerate(reader, start=2):
+    # The csv module stops at fields over 131,072 characters; a long story must reach the
+    # too_long check like a JSONL one. No field is longer than the whole text.
+    with _csv_field_limit(len(text)):
+        try:
+            header = reader.fieldnames or []
+            rows = list(reader)
+        except csv.Error as error:
+            raise CorpusError(f"corpus {path}: line {reader.line_num}: {error}") from error
+    _check_columns(path, header, fields, "its header has no field")
+    for number, row in enumerate(rows, start=2):
         location = f"line {number}"
         if None in row:
             detail = f"more cells than the header's {len(reader.fieldnames or [])}"
@@ -140,8 +184,24 @@ def _csv_rows(path: Path, fields: FieldMap) -> Iterator[_RawRow]:
         yield location, dict(row)
 
 
+@contextmanager
+def _csv_field_limit(size: int) -> Iterator[None]:
+    """Raise the csv module's field size limit, a process-wide setting, while a reader runs,
+    then put it back. Another thread's reader meanwhile only accepts larger fields."""
+    previous = csv.field_size_limit()
+    csv.field_size_limit(max(previous, min(size, 2**31 - 1)))  # a C long on every platform
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
 def _parquet_rows(path: Path, fields: FieldMap) -> Iterator[_RawRow]:
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CorpusError(f"corpus {path} is not a readable Parquet file ({first_line})") from error
     _check_columns(path, table.column_names, fields, "it has no column")
     for number, row in enumerate(table.to_pylist()):
         location = f"row {number}"
@@ -156,16 +216,33 @@ def _parquet_rows(path: Path, fields: FieldMap) -> Iterator[_RawRow]:
 
 
 def _txt_rows(folder: Path, fields: FieldMap) -> Iterator[_RawRow]:
-    files = sorted(folder.glob("*.txt"))
-    if not files:
+    """One story per top-level .txt file (any case), in name order. Every other entry, a
+    subfolder among them, is a `not_txt` reject: left out, but not silently."""
+    entries = sorted(folder.iterdir())
+    if not any(_is_txt(entry) for entry in entries):
         raise CorpusError(f"{folder} holds no .txt files")
-    for file in files:
-        try:
-            text = file.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as error:
-            yield file.name, CorpusReject(file.name, file.stem, "undecodable", str(error))
+    for entry in entries:
+        name, stem = _printable(entry.name), _printable(entry.stem)
+        if not _is_txt(entry):
+            what = "a subfolder (its files are not read)" if entry.is_dir() else "not a .txt file"
+            yield name, CorpusReject(name, None, "not_txt", what)
             continue
-        yield file.name, {fields.id: file.stem, fields.title: file.stem, fields.text: text}
+        try:
+            text = entry.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as error:
+            yield name, CorpusReject(name, stem, "undecodable", str(error))
+            continue
+        yield name, {fields.id: stem, fields.title: stem, fields.text: text}
+
+
+def _is_txt(entry: Path) -> bool:
+    return entry.suffix.lower() == ".txt" and entry.is_file()
+
+
+def _printable(name: str) -> str:
+    """A file name as text: bytes that are not UTF-8 (kept by the OS as lone surrogates,
+    which hashing and Parquet refuse) written as \\xNN, the same for the same name."""
+    return os.fsencode(name).decode("utf-8", errors="backslashreplace")
 
 
 def _has_surrogates(value: str) -> bool:

@@ -8,6 +8,7 @@ import pyarrow as pa
 from pydantic import BaseModel, Field
 
 from emopillars.stages.base import (
+    STORY_VALUES,
     Parsed,
     Reject,
     Row,
@@ -31,6 +32,7 @@ class ActorsAnswer(BaseModel):
 
 class ExtractActors(Step):
     call = "actors"
+    placeholders = STORY_VALUES
     max_tokens = 400
     parser_version = 2  # quality gates
     answer = ActorsAnswer

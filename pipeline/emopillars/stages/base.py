@@ -21,7 +21,7 @@ from emopillars.config import ConfigError, RunConfig
 from emopillars.hashing import file_hash
 from emopillars.resources import prompts_dir
 from emopillars.stages.lexicon import EmotionLexicon, load_lexicon
-from emopillars.stages.prompts import PromptTemplate, load_template
+from emopillars.stages.prompts import PromptTemplate, load_template, read_prompt_file
 from emopillars.stages.taxonomy import Taxonomy, load_taxonomy
 
 Row = dict[str, Any]
@@ -63,8 +63,10 @@ class StageContext:
 
     @classmethod
     def from_config(cls, config: RunConfig, steps: Iterable[Step]) -> StageContext:
-        """Load the prompt folder for these steps; a missing template, or a token budget
-        for a call no step makes, is a ConfigError before any model loads."""
+        """Load the prompt folder for these steps; a token budget for a call no step makes,
+        or a file of the folder that is missing or wrong (a template with a placeholder its
+        step does not provide, synonyms that are not JSON, ...), is a ConfigError before any
+        model loads or any stage runs."""
         steps = tuple(steps)
         calls = {step.call for step in steps}
         unknown = sorted(set(config.max_tokens) - calls)
@@ -79,8 +81,11 @@ class StageContext:
         return cls(
             config=config,
             taxonomy=taxonomy,
-            templates={call: load_template(folder, call) for call in sorted(calls)},
-            contrasts=(folder / "contrasts.txt").read_text(encoding="utf-8").strip(),
+            templates={
+                step.call: load_template(folder, step.call, step.placeholders)
+                for step in sorted(steps, key=lambda step: step.call)
+            },
+            contrasts=read_prompt_file(folder / "contrasts.txt").strip(),
             prompt_files_sha256={
                 path.name: file_hash(path) for path in sorted(folder.iterdir()) if path.is_file()
             },
@@ -123,6 +128,8 @@ class Step:
 
     - `call`: the prompt template's name (prompts/<version>/<call>.txt) and the call's name in
       requests, rejects and `max_tokens`;
+    - `placeholders`: the names `prompt_values` returns, which its template may use: a prompt
+      folder is checked against them when it is loaded, before any stage runs;
     - `max_tokens`: the default budget of new tokens (the config may override it);
     - `answer`: the pydantic model that constrains decoding and validates the answer;
     - `columns`: the columns each output row gains, exactly the keys `parse` returns;
@@ -131,6 +138,8 @@ class Step:
     """
 
     call: ClassVar[str]
+    # None: not declared, so a template's names are only checked when a prompt is rendered.
+    placeholders: ClassVar[frozenset[str] | None] = None
     max_tokens: ClassVar[int]
     answer: ClassVar[type[BaseModel]]
     columns: ClassVar[tuple[Column, ...]]
@@ -184,6 +193,10 @@ class Stage:
             for name, kind in (*step.columns, (step.request_column, pa.string())):
                 schema = schema.append(pa.field(name, kind))
         return schema
+
+
+STORY_VALUES = frozenset({"title", "story"})
+ACTOR_VALUES = STORY_VALUES | {"actor", "actor_description"}
 
 
 def story_values(row: Row) -> dict[str, str]:

@@ -9,6 +9,7 @@ import pyarrow as pa
 from pydantic import BaseModel, Field
 
 from emopillars.stages.base import (
+    ACTOR_VALUES,
     Parsed,
     Reject,
     Row,
@@ -27,6 +28,7 @@ class ContextAnswer(BaseModel):
 
 class GenerateContext(Step):
     call = "context"
+    placeholders = ACTOR_VALUES | {"utterance"}
     parser_version = 2  # quality gates
     max_tokens = 300
     answer = ContextAnswer
@@ -48,6 +50,7 @@ class GenerateContext(Step):
 
 class CleanContext(Step):
     call = "clean"
+    placeholders = frozenset({"context"})
     parser_version = 2  # quality gates
     max_tokens = 300
     answer = ContextAnswer

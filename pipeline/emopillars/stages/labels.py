@@ -35,6 +35,7 @@ class LabelsAnswer(BaseModel):
 
 class SoftLabel(Step):
     call = "labels"
+    placeholders = frozenset({"definitions", "contrasts", "intended_emotion", "utterance"})
     parser_version = 2  # intended_in_labels
     max_tokens = 120
     answer = LabelsAnswer

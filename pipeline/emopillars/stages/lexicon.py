@@ -5,12 +5,12 @@ quality report, which measures how often they still do."""
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from emopillars.stages.prompts import PromptFolderError, read_prompt_json
 from emopillars.stages.taxonomy import LABELS, NEUTRAL
 
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
@@ -76,19 +76,29 @@ class EmotionLexicon:
 
 
 def load_lexicon(folder: Path) -> EmotionLexicon:
-    """Read emotion_words.json of one prompt folder (e.g. prompts/v1)."""
+    """Read emotion_words.json of one prompt folder (e.g. prompts/v1); FileNotFoundError when
+    the folder has none (the quality report then measures without it), PromptFolderError
+    when it is not an object of word lists by label."""
     path = folder / "emotion_words.json"
     if not path.exists():
-        raise FileNotFoundError(f"no emotion word list {path}")
-    listed: dict[str, list[str]] = json.loads(path.read_text(encoding="utf-8"))
+        raise FileNotFoundError(
+            f"no emotion word list {path}: copy emotion_words.json from the packaged prompts/"
+        )
+    listed = read_prompt_json(path)
     listed.pop("_comment", None)
     unknown = sorted(set(listed) - set(LABELS))
     if unknown:
-        raise ValueError(f"{path} lists words for unknown labels {unknown}")
+        raise PromptFolderError(f"{path} lists words for unknown labels {unknown}: remove them")
     labels_of: dict[str, str] = {}
     for label in LABELS:
         if label != NEUTRAL:
             labels_of[label] = label
-        for word in listed.get(label, []):
+        for word in _words(path, label, listed.get(label, [])):
             labels_of.setdefault(word.lower(), label)
     return EmotionLexicon(labels_of=labels_of)
+
+
+def _words(path: Path, label: str, listed: object) -> list[str]:
+    if not isinstance(listed, list) or not all(isinstance(word, str) for word in listed):
+        raise PromptFolderError(f"{path}: {label!r} must be a list of words (strings)")
+    return listed

@@ -1,13 +1,26 @@
-"""Prompt templates: versioned text files with $placeholders, hashed into fingerprints."""
+"""Prompt templates: versioned text files with $placeholders, hashed into fingerprints.
+
+A prompt folder may be a user's own (`prompts_dir`): its files are read through here and
+checked when the run loads them, so that a mistake in one is a one-line PromptFolderError
+naming the file before any stage runs, not a traceback half-way through a run."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+
+from emopillars.config import ConfigError
+
+_FIX = "fix it in your prompt folder (the packaged prompts/ shows the expected form)"
+
+
+class PromptFolderError(ConfigError):
+    """A file of a prompt folder that a user must fix; the message names the file."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,11 @@ class PromptTemplate:
             pieces.append(str(values[name]))
             pieces.append(literal)
         return _stripped(pieces) if strip else pieces
+
+    @cached_property
+    def placeholders(self) -> frozenset[str]:
+        """The names of the template's placeholders (empty when the text has an invalid `$`)."""
+        return frozenset(self._split[1]) if self._split is not None else frozenset()
 
     @cached_property
     def _stripped_ends(self) -> tuple[tuple[str, ...], bool] | None:
@@ -92,8 +110,67 @@ def _stripped(pieces: list[str]) -> list[str]:
     return pieces
 
 
-def load_template(folder: Path, name: str) -> PromptTemplate:
+def load_template(folder: Path, name: str, placeholders: frozenset[str] | None) -> PromptTemplate:
+    """Read `<name>.txt` of a prompt folder; PromptFolderError unless it is non-empty UTF-8
+    text whose `$`s are `$$` or start one of `placeholders`: the names its step provides (a
+    template may leave any out), or None where the step declares none (then a name the step
+    lacks fails when a prompt is rendered)."""
     path = folder / f"{name}.txt"
-    if not path.exists():
-        raise FileNotFoundError(f"no prompt template {path}")
-    return PromptTemplate(name=name, text=path.read_text(encoding="utf-8"))
+    template = PromptTemplate(name=name, text=read_prompt_file(path))
+    if not template.text.strip():
+        raise PromptFolderError(f"{path} is empty: write the {name} prompt in it")
+    _check_dollars(path, template.text)
+    if placeholders is None:
+        return template
+    unknown = sorted(template.placeholders - placeholders)
+    if unknown:
+        raise PromptFolderError(
+            f"{path} uses unknown placeholders {_listed(unknown)}: the {name} prompt may use "
+            f"{_listed(sorted(placeholders))} (write $$ for a literal $)"
+        )
+    return template
+
+
+def _check_dollars(path: Path, text: str) -> None:
+    """Rendering would raise ValueError on the first prompt (string.Template's invalid `$`):
+    say so now, with the line."""
+    for match in string.Template.pattern.finditer(text):
+        if match.group("invalid") is not None:
+            line = text.count("\n", 0, match.start()) + 1
+            raise PromptFolderError(
+                f"{path} line {line}: a $ that starts no placeholder: write $name or "
+                "${name} for a placeholder, $$ for a literal $"
+            )
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(f"${name}" for name in names) if names else "no placeholders"
+
+
+def read_prompt_file(path: Path) -> str:
+    """The text of a prompt folder's file; PromptFolderError when it is missing or not UTF-8."""
+    if not path.is_file():
+        raise PromptFolderError(
+            f"no {path}: every prompt folder needs it; copy it from the packaged prompts/"
+        )
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise PromptFolderError(
+            f"{path} is not UTF-8 text (byte {error.start}): save it as UTF-8"
+        ) from None
+
+
+def read_prompt_json(path: Path) -> dict[str, object]:
+    """The JSON object of a prompt folder's file; PromptFolderError when it is missing, not
+    JSON or not an object."""
+    try:
+        value = json.loads(read_prompt_file(path))
+    except json.JSONDecodeError as error:
+        raise PromptFolderError(
+            f"{path} is not valid JSON (line {error.lineno}, column {error.colno}: "
+            f"{error.msg}): {_FIX}"
+        ) from None
+    if not isinstance(value, dict):
+        raise PromptFolderError(f"{path} must hold a JSON object: {_FIX}")
+    return value

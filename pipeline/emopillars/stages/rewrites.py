@@ -9,6 +9,7 @@ import pyarrow as pa
 from pydantic import BaseModel, Field
 
 from emopillars.stages.base import (
+    ACTOR_VALUES,
     Parsed,
     Reject,
     Row,
@@ -27,6 +28,7 @@ class RewriteAnswer(BaseModel):
 
 class RewriteUtterance(Step):
     call = "rewrite"
+    placeholders = ACTOR_VALUES | {"context", "utterance", "labels"}
     parser_version = 2  # quality gates
     max_tokens = 300
     answer = RewriteAnswer

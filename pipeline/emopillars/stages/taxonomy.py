@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from emopillars.stages.prompts import PromptFolderError, read_prompt_json
 
 LABELS: tuple[str, ...] = (
     "admiration",
@@ -60,14 +61,29 @@ class Taxonomy:
 
 
 def load_taxonomy(folder: Path) -> Taxonomy:
-    """Read definitions.json and synonyms.json of one prompt folder (e.g. prompts/v1)."""
-    definitions = json.loads((folder / "definitions.json").read_text(encoding="utf-8"))
-    synonyms = json.loads((folder / "synonyms.json").read_text(encoding="utf-8"))
-    synonyms.pop("_comment", None)
-    missing = set(LABELS) - set(definitions)
+    """Read definitions.json and synonyms.json of one prompt folder (e.g. prompts/v1);
+    PromptFolderError when either is not what the labelling call needs."""
+    definitions = _strings(folder / "definitions.json")
+    missing = [label for label in LABELS if label not in definitions]
     if missing:
-        raise ValueError(f"{folder}/definitions.json lacks definitions for {sorted(missing)}")
+        raise PromptFolderError(
+            f"{folder / 'definitions.json'} lacks definitions for {missing}: add them"
+        )
+    synonyms = _strings(folder / "synonyms.json")
     bad_targets = {source: target for source, target in synonyms.items() if target not in LABEL_IDS}
     if bad_targets:
-        raise ValueError(f"{folder}/synonyms.json maps to unknown labels: {bad_targets}")
+        raise PromptFolderError(
+            f"{folder / 'synonyms.json'} maps to unknown labels {bad_targets}: map each word "
+            "to one of the labels that definitions.json defines"
+        )
     return Taxonomy(definitions=definitions, synonyms=synonyms)
+
+
+def _strings(path: Path) -> dict[str, str]:
+    """A JSON object of strings (its `_comment` left out)."""
+    read = read_prompt_json(path)
+    read.pop("_comment", None)
+    not_text = sorted(key for key, value in read.items() if not isinstance(value, str))
+    if not_text:
+        raise PromptFolderError(f"{path}: the values of {not_text} must be strings")
+    return {key: str(value) for key, value in read.items()}

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from emopillars.hashing import stable_hash
 from emopillars.stages.base import (
+    ACTOR_VALUES,
     Parsed,
     Reject,
     Row,
@@ -51,6 +52,7 @@ def assigned_emotions(actor_id: str, ctx: StageContext) -> list[str]:
 
 class GenerateUtterances(Step):
     call = "utterances"
+    placeholders = ACTOR_VALUES | {"definitions", "contrasts", "emotions"}
     parser_version = 2  # quality gates
     # The paper's 500 were for plain text; JSON keys and quotes cost tokens too.
     max_tokens = 700
