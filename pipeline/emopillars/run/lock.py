@@ -181,20 +181,9 @@ def _join(layout: RunLayout, command: str) -> NotedLock | None:
     """Under the join lock: check that no one writer holds the folder, and take presence
     (None when the folder cannot be locked from here)."""
     layout.root.mkdir(parents=True, exist_ok=True)
-    gate = NotedLock(layout.join_lock)
-    try:
-        joining = gate.try_acquire(wait=JOIN_WAIT_S)
-    except OSError as error:
-        if error.errno not in READ_ONLY:
-            raise
-        _unlocked(layout, error)
+    gate = _join_gate(layout, JOIN_WAIT_S)
+    if gate is None:
         return None
-    if not joining:
-        raise RunFolderBusy(
-            f"{layout.root}: could not join the run, {layout.join_lock} stayed locked for "
-            f"{JOIN_WAIT_S:.0f} s: check that no process hangs holding it, then run this "
-            "command again"
-        )
     try:
         _refuse_if_writer(layout)
         host = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())
@@ -217,18 +206,9 @@ def check_joinable(run_dir: Path) -> None:
     layout = RunLayout(run_dir)
     if not layout.lock.exists():  # never locked: no writer (and none is made here)
         return
-    gate = NotedLock(layout.join_lock)
-    try:
-        joining = gate.try_acquire(wait=JOIN_WAIT_S)
-    except OSError as error:
-        if error.errno not in READ_ONLY:
-            raise
-        return  # cannot be locked from here: the workers will say so themselves
-    if not joining:
-        raise RunFolderBusy(
-            f"{layout.root}: {layout.join_lock} stayed locked for {JOIN_WAIT_S:.0f} s: check "
-            "that no process hangs holding it, then run this command again"
-        )
+    gate = _join_gate(layout, JOIN_WAIT_S)
+    if gate is None:
+        return
     try:
         _refuse_if_writer(layout)
     finally:
@@ -246,13 +226,11 @@ def writers(run_dir: Path) -> list[Holder | None] | None:
     layout = RunLayout(run_dir)
     if not layout.lock.exists():  # never locked: nobody writes it (and nothing is made here)
         return []
-    gate = NotedLock(layout.join_lock)
     try:
-        if not gate.try_acquire(wait=NOTE_WAIT_S):
-            return None
-    except OSError as error:
-        if error.errno not in READ_ONLY:
-            raise
+        gate = _join_gate(layout, NOTE_WAIT_S)
+    except RunFolderBusy:
+        return None
+    if gate is None:
         return None
     try:
         folder = NotedLock(layout.lock)
@@ -270,6 +248,25 @@ def writers(run_dir: Path) -> list[Holder | None] | None:
         return working
     finally:
         gate.release()
+
+
+def _join_gate(layout: RunLayout, wait: float) -> NotedLock | None:
+    """The join lock, taken within `wait` seconds; RunFolderBusy when it stays taken. None
+    when the folder cannot be locked from here (a read-only mount): nobody writes it either."""
+    gate = NotedLock(layout.join_lock)
+    try:
+        joining = gate.try_acquire(wait=wait)
+    except OSError as error:
+        if error.errno not in READ_ONLY:
+            raise
+        _unlocked(layout, error)
+        return None
+    if not joining:
+        raise RunFolderBusy(
+            f"{layout.root}: {layout.join_lock} stayed locked for {wait:.0f} s while workers "
+            "joined: check that no process hangs holding it, then run this command again"
+        )
+    return gate
 
 
 def _refuse_if_writer(layout: RunLayout) -> None:
