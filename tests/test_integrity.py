@@ -206,6 +206,30 @@ def test_a_truncated_stage_shard_is_refused_shown_and_healed_by_the_next_run(
     assert main(["assemble", str(run_dir), "--check"]) == 0
 
 
+@pytest.mark.parametrize("damage", ["deleted", "garbled", "a folder"])
+def test_assemble_check_refuses_what_assemble_refuses_a_missing_or_unreadable_run_record(
+    finished_run: Path, run_dir: Path, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    record = run_dir / "run.json"
+    record.unlink()
+    if damage == "garbled":
+        record.write_text("{not json")
+    elif damage == "a folder":
+        record.mkdir()
+    assert main(["assemble", str(run_dir), "--check"]) == 1
+    out = capsys.readouterr().out
+    assert "integrity: BROKEN, 1 problem" in out
+    assert f"  run.json is {'missing' if damage == 'deleted' else 'unreadable ('}" in out
+    assert main(["assemble", str(run_dir)]) != 0  # as --check said
+    capsys.readouterr()
+    if damage == "a folder":
+        record.rmdir()  # what a run cannot undo for its user: the message names the path
+    # The next run writes it again, asking the engine nothing.
+    assert main(run_args(finished_run, run_dir)) == 0
+    assert "0 requests sent" in capsys.readouterr().out
+    assert main(["assemble", str(run_dir), "--check"]) == 0
+
+
 def test_an_edited_story_shard_breaks_the_chain_and_is_rebuilt_from_the_corpus(
     finished_run: Path, run_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -2,10 +2,11 @@
 
 Every marker records the sha256 of the input its shard was computed from, of its output and
 of the rejects and answers beside it. The chain holds when the story shards hold exactly the
-stories plan.json names, every file a marker names still has its recorded hash, and each
-stage's recorded input is the previous stage's recorded output (for the first stage: the
-story shard as it is). `assemble` verifies the chain before it writes anything, `status`
-shows where it is broken, and `run` recomputes what is broken (see healing.py).
+stories plan.json names, every file a marker names still has its recorded hash, each stage's
+recorded input is the previous stage's recorded output (for the first stage: the story shard
+as it is), and run.json, which the card is made from, is readable. `assemble` verifies the
+chain before it writes anything, `status` shows where it is broken, and `run` recomputes
+what is broken (see healing.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from emopillars.hashing import file_hash
 from emopillars.run.layout import STORIES, RunLayout
 from emopillars.run.manifest import Manifest
 from emopillars.run.plan import owner_of
+from emopillars.run.record import read_run_record
 from emopillars.run.storage import CorruptFileError
 from emopillars.stages import STAGE_NAMES
 
@@ -86,6 +88,7 @@ def verify_chain(layout: RunLayout, plan: dict[str, Any]) -> ChainReport:
     """Check every link of the chain that the plan's shards call for. Reads only."""
     shards: int = plan["shards"]
     problems, story_hashes = _story_problems(layout, plan)
+    problems = _record_problems(layout) + problems
     manifest = Manifest(layout)
     missing: list[tuple[str, int]] = []
     verified = 0
@@ -140,6 +143,21 @@ def verify_chain(layout: RunLayout, plan: dict[str, Any]) -> ChainReport:
         verified=verified,
         total=shards * len(STAGE_NAMES),
     )
+
+
+def _record_problems(layout: RunLayout) -> list[Problem]:
+    """run.json, which assembly reads for the card and provenance: missing or unreadable,
+    the run cannot be assembled (a run rebuilds it)."""
+    name = layout.relative(layout.run_record)
+    try:
+        read_run_record(layout)
+    except FileNotFoundError:
+        return [Problem(name, "is missing", STORIES)]
+    except CorruptFileError as error:
+        return [Problem(name, f"is unreadable ({error.problem})", STORIES)]
+    except OSError as error:  # a folder in its place, say
+        return [Problem(name, f"is unreadable ({error.strerror or error})", STORIES)]
+    return []
 
 
 def _story_problems(
