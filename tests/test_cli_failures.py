@@ -112,6 +112,25 @@ def test_a_file_where_the_run_needs_a_folder_is_one_line_and_exit_1(
     assert len(lines) == 1 and lines[0].startswith(f"emopillars: {message.format(path=blocker)}")
 
 
+@pytest.mark.parametrize("in_the_way", ["plan.json", "run.json"])
+def test_a_folder_where_the_run_needs_a_file_says_to_move_it_and_a_rerun_heals(
+    in_the_way: str, finished: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = finished / in_the_way
+    blocker.unlink()
+    blocker.mkdir()
+    args = fake_run_args(corpus, finished)
+    assert main(args) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        f"emopillars: cannot open {blocker}: Is a directory; a folder is where a file should "
+        "be: move or remove it"
+    )
+    blocker.rmdir()  # as told
+    assert main(args) == 0
+    assert "0 requests sent" in capsys.readouterr().out
+
+
 def test_a_file_in_the_way_shows_no_traceback_in_a_real_process(
     corpus: Path, tmp_path: Path
 ) -> None:

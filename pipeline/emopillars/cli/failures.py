@@ -23,7 +23,7 @@ _BY_ERRNO: dict[int, tuple[str, str]] = {
 }
 _BY_TYPE: tuple[tuple[type[OSError], str, str], ...] = (
     (PermissionError, "cannot access", "check its permissions, or choose another path"),
-    (IsADirectoryError, "cannot open", "a folder is where a file should be: choose another path"),
+    (IsADirectoryError, "cannot open", "a folder is where a file should be: move or remove it"),
     (NotADirectoryError, "cannot use", "a file is where a folder should be: choose another path"),
     (FileExistsError, "cannot create", "a file is in the way: move it or choose another path"),
     (FileNotFoundError, "cannot find", "check the path"),
