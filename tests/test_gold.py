@@ -14,6 +14,7 @@ import pytest
 from emopillars.classify.gold import (
     GOEMOTIONS_REPO,
     GoldDataError,
+    coverage_lines,
     load_grouping,
     read_goemotions,
     read_target,
@@ -77,6 +78,38 @@ def test_a_label_mapping_scores_in_its_groups(tmp_path: Path) -> None:
     scores[0][LABELS.index("joy")] = 0.2
     scores[0][LABELS.index("anger")] = 0.4
     assert grouping.project(np.array(scores)).tolist() == [[0.7, 0.4, 0.0]]
+
+
+def test_what_a_label_mapping_leaves_out_is_counted_not_dropped(tmp_path: Path) -> None:
+    mapping = tmp_path / "groups.json"
+    mapping.write_text(json.dumps({"joy": ["love", "joy"]}))
+    path = tmp_path / "dev.jsonl"
+    records = [
+        {"text": "I love this!", "labels": ["love"]},
+        {"text": "How dare you.", "labels": ["anger", "disapproval"]},  # no group takes either
+        {"text": "Nice, but no.", "labels": ["joy", "10"]},  # 10: disapproval, by id
+        {"text": "Okay then.", "labels": ["neutral"]},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    target = read_target(str(path), label_map=mapping)
+    assert target.gold.tolist() == [[1, 0], [0, 0], [1, 0], [0, 1]]
+    assert target.coverage() == {
+        "gold_labels_not_scored": {"anger": 1, "disapproval": 2},
+        "texts_without_gold_labels": 1,
+    }
+    assert coverage_lines(target.coverage()) == [
+        "not scored (outside the label mapping): 3 gold labels (anger 1, disapproval 2); "
+        "1 texts are left with no gold label"
+    ]
+    assert target.head(1).coverage() == {
+        "gold_labels_not_scored": {},
+        "texts_without_gold_labels": 0,
+    }
+    assert target.head(2).coverage()["texts_without_gold_labels"] == 1
+    # Without a mapping every gold label is scored, and nothing is said.
+    whole = read_target(str(path))
+    assert whole.coverage() == {"gold_labels_not_scored": {}, "texts_without_gold_labels": 0}
+    assert coverage_lines(whole.coverage()) == []
 
 
 def test_gold_labels_may_be_group_names(tmp_path: Path) -> None:

@@ -340,9 +340,29 @@ def test_the_command_takes_engine_flags_and_a_label_map(
     assert main(["judge-teacher", *flags, *extra, "--label-map", str(mapping), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["labels"] == ["anger", "joy", "neutral"]
+    assert printed["gold_labels_not_scored"] == {} and printed["texts_without_gold_labels"] == 0
     assert not list((tmp_path / "j" / "journal").glob("*/*.jsonl"))  # finished: none left
     answers = pq.read_table(next((tmp_path / "j" / "judge").glob("answers-*"))).to_pylist()
     assert all(len(json.loads(a["text"])["emotions"]) <= 3 for a in answers)
+
+
+def test_the_table_says_which_gold_labels_a_label_map_leaves_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gold = write_gold(tmp_path / "gold.tsv")
+    mapping = tmp_path / "joy.json"
+    mapping.write_text(json.dumps({"joy": ["joy", "love"]}), encoding="utf-8")
+    flags = ["--gold", str(gold), "--engine", "fake", "--output", str(tmp_path / "j")]
+    assert main(["judge-teacher", *flags, "--label-map", str(mapping)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    # Gold: annoyance (3) and anger (2) belong to no group; their sentences have no gold label.
+    assert (
+        "not scored (outside the label mapping): 2 gold labels (anger 1, annoyance 1); "
+        "2 texts are left with no gold label"
+    ) in table
+    figures = json.loads((tmp_path / "j" / "judge.json").read_text())
+    assert figures["gold_labels_not_scored"] == {"anger": 1, "annoyance": 1}
+    assert figures["texts_without_gold_labels"] == 2
 
 
 def test_attach_keeps_the_headline_figures_with_a_run(

@@ -167,6 +167,8 @@ def test_evaluate_on_a_goemotions_file(
     ekman = json.loads(capsys.readouterr().out)
     assert set(ekman["per_label"]) <= {*json.loads(EKMAN.read_text()), "neutral"}
     assert ekman["per_label_thresholds"] is None  # per-label thresholds are the 28 labels'
+    # Ekman's groups take in every GoEmotions label: none is left out of the scores.
+    assert ekman["gold_labels_not_scored"] == {} and ekman["texts_without_gold_labels"] == 0
     assert main(["report", str(run_dir)]) == 0
     assert "dev-slice.tsv (300)" in capsys.readouterr().out
 

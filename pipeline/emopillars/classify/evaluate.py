@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from emopillars.classify.examples import Examples, read_examples
-from emopillars.classify.gold import DatasetLoader, LabelledTexts, read_target
+from emopillars.classify.gold import DatasetLoader, LabelledTexts, coverage_lines, read_target
 from emopillars.classify.metrics import SWEEP, Matrix, Scores, predict, score, sweep
 from emopillars.classify.model import Classifier
 from emopillars.stages.taxonomy import LABELS
@@ -118,10 +118,8 @@ def evaluate(
     if not target.startswith(SYNTHETIC):
         if compare is not None:
             raise EvaluationError("--compare applies to synthetic: targets only")
-        return {
-            **header,
-            **score_texts(classifier, read_target(target, label_map, loader)).as_dict(),
-        }
+        texts = read_target(target, label_map, loader)
+        return {**header, **score_texts(classifier, texts).as_dict(), **texts.coverage()}
     if label_map is not None:
         raise EvaluationError("a synthetic: target has the 28 labels already; drop --label-map")
     run_dir = Path(target.removeprefix(SYNTHETIC))
@@ -181,6 +179,7 @@ def evaluation_table(report: dict[str, Any]) -> str:
             f"at the calibrated per-label thresholds: macro-F1 {per_label['macro_f1']:.4f}, "
             f"micro-F1 {per_label['micro_f1']:.4f}"
         )
+    lines += coverage_lines(report)
     best = report["best_sweep_threshold"]
     best_scores = report["sweep"][f"{best:.2f}"]
     lines.append(

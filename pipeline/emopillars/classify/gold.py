@@ -6,7 +6,9 @@ file with `text` and `labels` columns (labels as names or ids, a list or a comma
 string). With a label mapping ({group: [GoEmotions labels]}, like the Ekman grouping), scores
 are taken in the groups' space: a classifier's group score is its best member's, and neutral,
 the absence of emotion in every scheme, stays a class of its own unless the mapping covers it;
-GoEmotions labels that no group takes in are outside the mapped set and are not scored.
+GoEmotions labels that no group takes in are outside the mapped set and are not scored, but
+counted: every report says which gold labels it left out and how many sentences that left with
+no gold label at all (sentences on which any prediction is a false positive).
 
 Every row must make sense: a row without text, or with a label that is neither a GoEmotions
 label nor a group, is an error naming the file and row, never a row silently left out.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +92,8 @@ class LabelledTexts:
     gold: Matrix
     names: tuple[str, ...]
     grouping: Grouping | None = None
+    # Per text, its gold labels that no group of the mapping takes in (not scored).
+    unscored: tuple[tuple[str, ...], ...] = ()
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -97,24 +102,54 @@ class LabelledTexts:
         if limit is None or limit >= len(self.texts):
             return self
         return LabelledTexts(
-            self.source, self.texts[:limit], self.gold[:limit], self.names, self.grouping
+            self.source,
+            self.texts[:limit],
+            self.gold[:limit],
+            self.names,
+            self.grouping,
+            self.unscored[:limit],
         )
+
+    def coverage(self) -> dict[str, Any]:
+        """What a label mapping left out of the scores: each gold label outside it (by
+        GoEmotions name, with its count), and the texts left with no gold label at all."""
+        outside = Counter(label for labels in self.unscored for label in labels)
+        return {
+            "gold_labels_not_scored": dict(sorted(outside.items())),
+            "texts_without_gold_labels": int((np.asarray(self.gold).sum(axis=1) == 0).sum()),
+        }
 
     def scores_in_space(self, probabilities: Matrix) -> Matrix:
         """A classifier's (examples, 28) scores in this set's label space."""
         return probabilities if self.grouping is None else self.grouping.project(probabilities)
 
 
-def _label_index(names: Sequence[str], grouping: Grouping | None) -> dict[str, int | None]:
-    """Every spelling a gold label may take (name, id) -> its column; None for a GoEmotions
-    label that no group of the mapping takes in (it is outside the mapped label set)."""
-    index: dict[str, int | None] = {}
+def coverage_lines(report: dict[str, Any]) -> list[str]:
+    """For a terminal: what a label mapping left out of a report's scores (`coverage`), when
+    it left anything."""
+    outside = report.get("gold_labels_not_scored") or {}
+    if not outside:
+        return []
+    labels = ", ".join(f"{label} {count}" for label, count in outside.items())
+    return [
+        f"not scored (outside the label mapping): {sum(outside.values())} gold labels ({labels});"
+        f" {report['texts_without_gold_labels']} texts are left with no gold label"
+    ]
+
+
+def _label_index(
+    names: Sequence[str], grouping: Grouping | None
+) -> dict[str, tuple[int | None, str]]:
+    """Every spelling a gold label may take (name, id) -> (its column, its name); the column
+    is None for a GoEmotions label that no group of the mapping takes in (it is outside the
+    mapped label set)."""
+    index: dict[str, tuple[int | None, str]] = {}
     for label_id, label in enumerate(LABELS):
         target = label if grouping is None else grouping.group_of(label)
         column = None if target is None else names.index(target)
-        index[label] = index[str(label_id)] = column
+        index[label] = index[str(label_id)] = (column, label)
     if grouping is not None:
-        index.update({group: names.index(group) for group in grouping.names})
+        index.update({group: (names.index(group), group) for group in grouping.names})
     return index
 
 
@@ -141,6 +176,7 @@ def labelled_texts(
     index = _label_index(names, grouping)
     texts: list[str] = []
     gold_rows: list[list[int]] = []
+    unscored: list[tuple[str, ...]] = []
     for text, labels, where in rows:
         if not isinstance(text, str) or not text.strip():
             raise GoldDataError(f"{source} {where}: no text")
@@ -157,13 +193,15 @@ def labelled_texts(
         if not raw:
             raise GoldDataError(f"{source} {where}: no labels")
         texts.append(text)
-        gold_rows.append(sorted({c for label in raw if (c := index[label]) is not None}))
+        found = [index[label] for label in raw]
+        gold_rows.append(sorted({column for column, _ in found if column is not None}))
+        unscored.append(tuple(sorted({name for column, name in found if column is None})))
     if not texts:
         raise GoldDataError(f"{source} has no rows")
     gold = np.zeros((len(texts), len(names)), dtype=np.float64)
     for row, columns in enumerate(gold_rows):
         gold[row, columns] = 1.0
-    return LabelledTexts(source, texts, gold, tuple(names), grouping)
+    return LabelledTexts(source, texts, gold, tuple(names), grouping, tuple(unscored))
 
 
 # -- readers -------------------------------------------------------------------------------

@@ -140,6 +140,7 @@ def _judge(
         "rejected": len(texts) - labelled,
         "reject_reasons": reasons,
         "unmapped_labels": unmapped,
+        **gold.coverage(),
         "target": gold.source,
         "label_map": None if label_map is None else str(label_map),
         "engine": info.name,

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from emopillars.classify.gold import GoldDataError, read_target
+from emopillars.classify.gold import GoldDataError, coverage_lines, read_target
 from emopillars.classify.judge import JUDGE_FILE, JudgeResult, default_judge_dir, judge_teacher
 from emopillars.cli.exit_codes import ExitCode
 from emopillars.cli.failures import RESUME_HINT, check_output_folder, fail
@@ -176,6 +176,7 @@ def judge_table(result: JudgeResult, wall: float) -> str:
         f"teacher: {figures['engine']} ({figures['model']}); {figures['rejected']} sentences "
         f"rejected{f' ({reasons})' if reasons else ''}, "
         f"{figures['unmapped_labels']} labels off the taxonomy in accepted answers",
+        *coverage_lines(figures),
         "",
         "threshold  macro-F1  micro-F1",
     ]
