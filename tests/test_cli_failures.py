@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from conftest import fake_config
 from emopillars.api import run_pipeline
 from emopillars.cli import main
+from emopillars.cli.failures import RESUME_HINT
 
 
 def emopillars(*args: str, stdout: int = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
@@ -183,6 +185,69 @@ def test_a_failing_disk_is_one_line_naming_the_path_and_exit_1(
     with pytest.raises(OSError) as raised:  # --debug: the error itself, with its traceback
         main(["--debug", *fake_run_args(corpus, output)])
     assert raised.value.errno == code
+
+
+class _FullDiskFile:
+    """A file on a full disk: opening works, writing does not (as ENOSPC shows itself)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> _FullDiskFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("where", ["journal", "stage shard"])
+def test_a_disk_that_fills_mid_run_names_the_file_says_what_to_do_and_a_rerun_finishes(
+    where: str,
+    corpus: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A write's own ENOSPC names no file (the journal's append, the bytes of a Parquet
+    file): the line names the file being written, not a temporary name, with the advice."""
+    output = tmp_path / "run"
+    real_open, real_write = Path.open, os.write
+    full = output / ("journal/labels" if where == "journal" else "labels/shard-00000.parquet")
+
+    def full_disk_open(self: Path, *args: object, **kwargs: object) -> object:
+        if self.parent == full:
+            return _FullDiskFile(self)
+        return real_open(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    def full_disk_write(descriptor: int, data: object) -> int:
+        if os.readlink(f"/proc/self/fd/{descriptor}").startswith(f"{full.parent}/.{full.name}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(descriptor, data)  # type: ignore[arg-type]
+
+    if where == "journal":
+        monkeypatch.setattr(Path, "open", full_disk_open)
+    else:
+        monkeypatch.setattr(os, "write", full_disk_write)
+    assert main(fake_run_args(corpus, output)) == 1
+    line, hint = capsys.readouterr().err.splitlines()
+    assert hint == RESUME_HINT
+    # The journal of whichever labels shard was answered first.
+    path = (
+        re.escape(f"{full}/shard-") + r"\d{5}\.jsonl"
+        if where == "journal"
+        else re.escape(str(full))
+    )
+    assert re.fullmatch(
+        f"emopillars: cannot write {path}: No space left on device; free some space, then run "
+        "the same command again",
+        line,
+    )
+    assert not list(output.rglob(".*.tmp"))  # no temporary file is left behind
+    monkeypatch.undo()  # space freed
+    assert main(fake_run_args(corpus, output)) == 0
 
 
 def test_debug_raises_what_is_otherwise_one_line(

@@ -291,3 +291,62 @@ def test_a_txt_file_name_that_is_not_utf8_gets_an_escaped_id(tmp_path: Path) -> 
     assert [(r.location, r.story_id, r.reason) for r in rejects] == [
         ("b\\xe9d.txt", "b\\xe9d", "undecodable")
     ]
+
+
+def test_a_line_or_txt_file_past_the_row_limit_is_a_too_long_reject_not_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import emopillars.run.corpus
+
+    monkeypatch.setattr(emopillars.run.corpus, "_MAX_ROW_BYTES", 300)
+    rows = [
+        {"id": "a", "text": "One."},
+        {"id": "huge", "text": "x" * 5000},
+        {"id": "c", "text": "Three."},
+    ]
+    text = "".join(json.dumps(row) + "\n" for row in rows)
+    (tmp_path / "c.jsonl").write_text(text + '{"id": "last", "text": "' + "y" * 900)  # no "\n"
+    stories, rejects = load_corpus(tmp_path / "c.jsonl", "auto", FIELDS, 6000)
+    assert [s.story_id for s in stories] == ["a", "c"]  # the lines after a long one are read
+    assert [(r.location, r.reason) for r in rejects] == [
+        ("line 2", "too_long"),
+        ("line 4", "too_long"),
+    ]
+    assert "more than 300 bytes (not read)" in rejects[0].detail
+
+    folder = tmp_path / "txt"
+    folder.mkdir()
+    (folder / "big.txt").write_text("z" * 301)
+    (folder / "small.txt").write_text("z" * 300)
+    stories, rejects = load_corpus(folder, "auto", FIELDS, 6000)
+    assert [s.story_id for s in stories] == ["small"]
+    assert [(r.location, r.reason) for r in rejects] == [("big.txt", "too_long")]
+
+
+def test_a_json_array_is_no_jsonl_corpus_and_says_so(tmp_path: Path) -> None:
+    rows = [{"id": "a", "text": "One."}, {"id": "b", "text": "Two."}]
+    for name, text in [
+        ("one-line.jsonl", json.dumps(rows)),
+        ("pretty.jsonl", json.dumps(rows, indent=2)),
+    ]:
+        (tmp_path / name).write_text("\n" + text + "\n")
+        with pytest.raises(
+            CorpusError, match=r"holds a JSON array, not JSON Lines: write one JSON object per line"
+        ):
+            load_corpus(tmp_path / name, "auto", FIELDS, 6000)
+
+
+def test_a_txt_file_in_utf16_is_rejected_with_the_fix_and_a_utf8_bom_is_dropped(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "txt"
+    folder.mkdir()
+    (folder / "wide.txt").write_text("A story saved as Unicode.", encoding="utf-16")
+    (folder / "marked.txt").write_bytes(b"\xef\xbb\xbfA story with a mark.")
+    stories, rejects = load_corpus(folder, "auto", FIELDS, 6000)
+    assert [(s.story_id, s.text) for s in stories] == [("marked", "A story with a mark.")]
+    assert [(r.location, r.reason) for r in rejects] == [("wide.txt", "undecodable")]
+    assert (
+        rejects[0].detail
+        == "not UTF-8 text (it starts with a UTF-16 byte-order mark): save it as UTF-8"
+    )

@@ -76,7 +76,10 @@ def test_a_failed_worker_is_reported_and_a_rerun_finishes(
     captured = capsys.readouterr()
     log = run_dir / "logs" / "worker-1.log"
     assert f"worker 1 (GPU 1) FAILED, exit code 1; log: {log}" in captured.out
-    assert "could not write" in captured.out  # the end of its log, shown with the failure
+    # The end of its log, shown with the failure.
+    assert f"cannot open {run_dir / 'actors' / 'shard-00001.parquet'}: Is a directory" in (
+        captured.out
+    )
     assert "worker 0 (GPU 0) done" in captured.out
     assert "1 of 2 workers failed, so the dataset was not assembled" in captured.err
     assert not (run_dir / "dataset").exists()

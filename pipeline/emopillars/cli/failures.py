@@ -88,8 +88,11 @@ def _describe(error: BaseException) -> str:
 
 def _os_error_text(error: OSError) -> str:
     what, todo = "cannot access", ""
+    # The type OSError takes for this errno: a StorageError (an OSError of its own type)
+    # whose cause was a folder in the way gets the advice an IsADirectoryError gets.
+    errno_kind = OSError(error.errno, error.strerror)
     for kind, kind_what, kind_todo in _BY_TYPE:
-        if isinstance(error, kind):
+        if isinstance(error, kind) or isinstance(errno_kind, kind):
             what, todo = kind_what, kind_todo
             break
     what, todo = _BY_ERRNO.get(error.errno or 0, (what, todo))

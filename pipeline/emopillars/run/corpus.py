@@ -83,6 +83,11 @@ _FOREIGN_BOMS = {
     codecs.BOM_UTF16_BE: "UTF-16",
 }
 _SNIFF_BYTES = 4096
+# A JSONL line or a .txt file longer than this is a `too_long` reject, found without reading
+# it whole: a file with no line breaks (a JSON array saved on one line, a dump) would
+# otherwise be read into memory at once. Far above what a story under max_story_chars takes
+# (at most 12 bytes a character, JSON-escaped), so it only ever stops what is no story.
+_MAX_ROW_BYTES = 64 << 20
 
 
 def detect_format(path: Path) -> str:
@@ -119,24 +124,50 @@ def _check_utf8(path: Path, head: bytes) -> None:
     """Raise when the file's first bytes show another encoding than UTF-8. UTF-16 text read
     as UTF-8 decodes to letters and NULs: its rows would be all rejects, or its header would
     match no field, and the advice to remap fields would mislead."""
+    found = _foreign_encoding(head)
+    if found is not None:
+        raise CorpusError(f"corpus {path} is not UTF-8 text ({found}): save it as UTF-8")
+
+
+def _foreign_encoding(head: bytes) -> str | None:
+    """What shows that text starting with these bytes is UTF-16 or UTF-32; None if nothing."""
     for bom, encoding in _FOREIGN_BOMS.items():
         if head.startswith(bom):
-            found = f"it starts with a {encoding} byte-order mark"
-            break
-    else:
-        # In UTF-16 every other byte of ASCII text is NUL; UTF-8 text holds none.
-        if not head or head.count(0) * 4 < len(head):
-            return
-        found = "it is full of NUL bytes, as UTF-16 text is"
-    raise CorpusError(f"corpus {path} is not UTF-8 text ({found}): save it as UTF-8")
+            return f"it starts with a {encoding} byte-order mark"
+    # In UTF-16 every other byte of ASCII text is NUL; UTF-8 text holds none.
+    if not head or head.count(0) * 4 < len(head):
+        return None
+    return "it is full of NUL bytes, as UTF-16 text is"
+
+
+def _lines(handle: io.BufferedReader, limit: int) -> Iterator[bytes | None]:
+    """The file's lines, each None where it is longer than `limit` bytes: the rest of such a
+    line is skipped a chunk at a time, never held whole."""
+    while line := handle.readline(limit + 1):
+        if len(line) <= limit or line.endswith(b"\n"):
+            yield line
+            continue
+        while (rest := handle.readline(1 << 20)) and not rest.endswith(b"\n"):
+            pass
+        yield None
 
 
 def _jsonl_rows(path: Path) -> Iterator[_RawRow]:
     with path.open("rb") as handle:
-        _check_utf8(path, handle.read(_SNIFF_BYTES))
+        head = handle.read(_SNIFF_BYTES)
+        _check_utf8(path, head)
+        if head.lstrip(codecs.BOM_UTF8 + b" \t\r\n").startswith(b"["):
+            raise CorpusError(
+                f"corpus {path} holds a JSON array, not JSON Lines: write one JSON object per "
+                "line (`jq -c '.[]' FILE`, say)"
+            )
         handle.seek(0)
-        for number, raw in enumerate(handle, start=1):
+        for number, raw in enumerate(_lines(handle, _MAX_ROW_BYTES), start=1):
             location = f"line {number}"
+            if raw is None:
+                detail = f"a line of more than {_MAX_ROW_BYTES} bytes (not read)"
+                yield location, CorpusReject(location, None, "too_long", detail)
+                continue
             if not raw.strip():
                 continue
             # An editor may start a UTF-8 file with a byte-order mark; CSV accepts it too.
@@ -227,8 +258,19 @@ def _txt_rows(folder: Path, fields: FieldMap) -> Iterator[_RawRow]:
             what = "a subfolder (its files are not read)" if entry.is_dir() else "not a .txt file"
             yield name, CorpusReject(name, None, "not_txt", what)
             continue
+        size = entry.stat().st_size
+        if size > _MAX_ROW_BYTES:
+            detail = f"a file of {size} bytes, more than {_MAX_ROW_BYTES} (not read)"
+            yield name, CorpusReject(name, stem, "too_long", detail)
+            continue
+        data = entry.read_bytes()
+        foreign = _foreign_encoding(data[:_SNIFF_BYTES])
+        if foreign is not None:
+            detail = f"not UTF-8 text ({foreign}): save it as UTF-8"
+            yield name, CorpusReject(name, stem, "undecodable", detail)
+            continue
         try:
-            text = entry.read_bytes().decode("utf-8")
+            text = data.decode("utf-8-sig")  # an editor's byte-order mark is no text
         except UnicodeDecodeError as error:
             yield name, CorpusReject(name, stem, "undecodable", str(error))
             continue

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from emopillars.engines.base import Result
+from emopillars.run.storage import StorageError
 
 SYNC_SECONDS = 1.0
 
@@ -42,15 +43,18 @@ class Journal:
 
     def record(self, items: list[tuple[str, Result]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
-            for key, result in items:
-                handle.write(journal_line(key, result))
-                self.answers[key] = result
-            handle.flush()
-            now = time.monotonic()
-            if now - self._synced_at >= self.sync_seconds:
-                os.fsync(handle.fileno())
-                self._synced_at = now
+        try:
+            with self.path.open("a", encoding="utf-8") as handle:
+                for key, result in items:
+                    handle.write(journal_line(key, result))
+                    self.answers[key] = result
+                handle.flush()
+                now = time.monotonic()
+                if now - self._synced_at >= self.sync_seconds:
+                    os.fsync(handle.fileno())
+                    self._synced_at = now
+        except OSError as error:  # a full disk: a write's own error names no file
+            raise StorageError.writing(self.path, error) from error
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)

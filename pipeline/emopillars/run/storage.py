@@ -24,6 +24,15 @@ if TYPE_CHECKING:
 class StorageError(OSError):
     """Writing failed (a full disk, a read-only folder); finished shards are untouched."""
 
+    @classmethod
+    def writing(cls, path: Path, error: OSError) -> StorageError:
+        """Writing `path` failed with `error`: its errno and reason, naming `path` (not the
+        temporary file it was being written under), so that the command line can say what
+        to do (free some space, say) and where."""
+        if error.errno is not None and error.strerror:
+            return cls(error.errno, error.strerror, str(path))
+        return cls(f"could not write {path}: {error}")
+
 
 # What to do about a damaged file of a run folder, unless its reader knows better.
 REBUILD = (
@@ -57,7 +66,7 @@ def _atomic_path(path: Path) -> Iterator[Path]:
         renamed = True
         sync_folder(path.parent)
     except OSError as error:
-        raise StorageError(f"could not write {path}: {error}") from error
+        raise StorageError.writing(path, error) from error
     finally:
         if not renamed:
             temporary_path.unlink(missing_ok=True)
@@ -89,7 +98,7 @@ def _write_bytes(
         if durable and sync:
             sync_folder(path.parent)
     except OSError as error:
-        raise StorageError(f"could not write {path}: {error}") from error
+        raise StorageError.writing(path, error) from error
     finally:
         if not renamed:
             Path(temporary).unlink(missing_ok=True)
