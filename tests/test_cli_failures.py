@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import fake_config
@@ -217,10 +218,10 @@ def test_a_disk_that_fills_mid_run_names_the_file_says_what_to_do_and_a_rerun_fi
     real_open, real_write = Path.open, os.write
     full = output / ("journal/labels" if where == "journal" else "labels/shard-00000.parquet")
 
-    def full_disk_open(self: Path, *args: object, **kwargs: object) -> object:
+    def full_disk_open(self: Path, *args: Any, **kwargs: Any) -> object:
         if self.parent == full:
             return _FullDiskFile(self)
-        return real_open(self, *args, **kwargs)  # type: ignore[arg-type]
+        return real_open(self, *args, **kwargs)
 
     def full_disk_write(descriptor: int, data: object) -> int:
         if os.readlink(f"/proc/self/fd/{descriptor}").startswith(f"{full.parent}/.{full.name}"):
