@@ -63,6 +63,16 @@ CASES: dict[str, tuple[str, Break, str]] = {
         _write("synonyms.json", '{"hope": "optimsm"}'),
         "unknown labels",
     ),
+    "synonym key that is a label": (
+        "synonyms.json",
+        _write("synonyms.json", '{"Joy": "love"}'),
+        "is a label itself",
+    ),
+    "synonym keys alike that map apart": (
+        "synonyms.json",
+        _write("synonyms.json", '{"Hopeful": "optimism", "hopeful.": "desire"}'),
+        "are the same word to the lookup",
+    ),
     "synonym not a string": ("synonyms.json", _write("synonyms.json", '{"hope": ["joy"]}'), "str"),
     "definitions missing a label": (
         "definitions.json",
@@ -155,3 +165,19 @@ def test_a_step_without_declared_placeholders_is_checked_when_rendered(tmp_path:
     assert load_template(tmp_path, "judge", None).placeholders == {"anything"}
     with pytest.raises(PromptFolderError, match=r"\$anything"):
         load_template(tmp_path, "judge", frozenset({"text"}))
+
+
+def test_synonym_keys_are_looked_up_as_model_labels_are(tmp_path: Path) -> None:
+    """A key written with capitals, `_` or end punctuation matches the labels a model writes
+    that way; before, such a key never matched anything, silently."""
+    from emopillars.stages.taxonomy import load_taxonomy
+
+    own = _own_prompts(
+        tmp_path,
+        _write("synonyms.json", '{"Very_Happy": "joy", "Scared!": "fear", "scared": "fear"}'),
+    )
+    taxonomy = load_taxonomy(own / "v1")
+    assert taxonomy.synonyms == {"very happy": "joy", "scared": "fear"}
+    for written in ("very happy", "Very_Happy", "VERY HAPPY."):
+        assert taxonomy.map_label(written) == "joy"
+    assert taxonomy.map_label(" scared ") == "fear" and taxonomy.map_label("sad-ish") is None

@@ -51,13 +51,19 @@ class Taxonomy:
 
     def map_label(self, raw: str) -> str | None:
         """Return the taxonomy label for a model's label, or None when it has no mapping."""
-        key = raw.strip().strip(".!\"'").lower().replace("_", " ")
+        key = label_key(raw)
         if key in LABEL_IDS:
             return key
         return self.synonyms.get(key)
 
     def definitions_block(self) -> str:
         return "\n".join(f"- {label}: {self.definitions[label]}" for label in LABELS)
+
+
+def label_key(raw: str) -> str:
+    """A label as the synonym map looks it up: `Happy.`, ` happy` and `HAPPY` are `happy`,
+    `very_happy` is `very happy`."""
+    return raw.strip().strip(".!\"'").lower().replace("_", " ")
 
 
 def load_taxonomy(folder: Path) -> Taxonomy:
@@ -69,14 +75,38 @@ def load_taxonomy(folder: Path) -> Taxonomy:
         raise PromptFolderError(
             f"{folder / 'definitions.json'} lacks definitions for {missing}: add them"
         )
-    synonyms = _strings(folder / "synonyms.json")
-    bad_targets = {source: target for source, target in synonyms.items() if target not in LABEL_IDS}
+    path = folder / "synonyms.json"
+    written = _strings(path)
+    bad_targets = {source: target for source, target in written.items() if target not in LABEL_IDS}
     if bad_targets:
         raise PromptFolderError(
-            f"{folder / 'synonyms.json'} maps to unknown labels {bad_targets}: map each word "
-            "to one of the labels that definitions.json defines"
+            f"{path} maps to unknown labels {bad_targets}: map each word to one of the labels "
+            "that definitions.json defines"
         )
-    return Taxonomy(definitions=definitions, synonyms=synonyms)
+    return Taxonomy(definitions=definitions, synonyms=_synonyms(path, written))
+
+
+def _synonyms(path: Path, written: dict[str, str]) -> dict[str, str]:
+    """The map by the keys a model's labels are looked up by (`label_key`): a key written
+    `Happy` or `very_happy` would otherwise never match. A key that is a label itself, or
+    two keys that look up alike but map apart, would never do what they say: refused."""
+    synonyms: dict[str, str] = {}
+    spelled: dict[str, str] = {}
+    for source, target in written.items():
+        key = label_key(source)
+        if key in LABEL_IDS or not key:
+            what = "is a label itself" if key else "is empty"
+            raise PromptFolderError(
+                f"{path}: the key {source!r} {what}, so it can never be looked up: remove it"
+            )
+        if synonyms.get(key, target) != target:
+            raise PromptFolderError(
+                f"{path}: {spelled[key]!r} and {source!r} are the same word to the lookup "
+                f"(case, `_` and end punctuation aside) but map to {synonyms[key]!r} and "
+                f"{target!r}: keep one"
+            )
+        synonyms[key], spelled[key] = target, source
+    return synonyms
 
 
 def _strings(path: Path) -> dict[str, str]:
