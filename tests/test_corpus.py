@@ -267,13 +267,18 @@ def test_a_txt_folder_reads_suffixes_in_any_case_and_rejects_what_it_skips(
     (folder / "TWO.TXT").write_text("Second story.")
     (folder / "notes.md").write_text("Not a story.")
     (folder / "sub" / "three.txt").write_text("A story in a subfolder.")
+    # What macOS leaves in a folder: never read as a story (._one.txt is binary).
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (folder / "._one.txt").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
     stories, rejects = load_corpus(folder, "auto", FIELDS, 6000)
     assert [s.story_id for s in stories] == ["TWO", "one"]
     assert [(r.location, r.reason) for r in rejects] == [
+        (".DS_Store", "hidden"),
+        ("._one.txt", "hidden"),
         ("notes.md", "not_txt"),
         ("sub", "not_txt"),
     ]
-    assert "subfolder" in rejects[1].detail
+    assert "subfolder" in rejects[3].detail
 
 
 def test_a_txt_file_name_that_is_not_utf8_gets_an_escaped_id(tmp_path: Path) -> None:

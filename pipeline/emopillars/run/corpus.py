@@ -248,12 +248,17 @@ def _parquet_rows(path: Path, fields: FieldMap) -> Iterator[_RawRow]:
 
 def _txt_rows(folder: Path, fields: FieldMap) -> Iterator[_RawRow]:
     """One story per top-level .txt file (any case), in name order. Every other entry, a
-    subfolder among them, is a `not_txt` reject: left out, but not silently."""
+    subfolder among them, is a `not_txt` reject, and a hidden one (`.DS_Store`) a `hidden`
+    reject: left out, but not silently."""
     entries = sorted(folder.iterdir())
     if not any(_is_txt(entry) for entry in entries):
         raise CorpusError(f"{folder} holds no .txt files")
     for entry in entries:
         name, stem = _printable(entry.name), _printable(entry.stem)
+        if name.startswith("."):
+            # A system's file (macOS's .DS_Store, its ._story.txt resource forks), not a story.
+            yield name, CorpusReject(name, None, "hidden", "a hidden entry (not read)")
+            continue
         if not _is_txt(entry):
             what = "a subfolder (its files are not read)" if entry.is_dir() else "not a .txt file"
             yield name, CorpusReject(name, None, "not_txt", what)
@@ -278,7 +283,7 @@ def _txt_rows(folder: Path, fields: FieldMap) -> Iterator[_RawRow]:
 
 
 def _is_txt(entry: Path) -> bool:
-    return entry.suffix.lower() == ".txt" and entry.is_file()
+    return entry.suffix.lower() == ".txt" and entry.is_file() and not entry.name.startswith(".")
 
 
 def _printable(name: str) -> str:
