@@ -303,7 +303,10 @@ def test_a_line_or_txt_file_past_the_row_limit_is_a_too_long_reject_not_read_who
 ) -> None:
     import emopillars.run.corpus
 
-    monkeypatch.setattr(emopillars.run.corpus, "_MAX_ROW_BYTES", 300)
+    # The limit is 64 MiB, more where max_story_chars allows longer stories.
+    assert emopillars.run.corpus._row_limit(6000) == 64 << 20
+    assert emopillars.run.corpus._row_limit(10_000_000) == 12 * 10_000_000 + (1 << 20)
+    monkeypatch.setattr(emopillars.run.corpus, "_row_limit", lambda max_chars: 300)
     rows = [
         {"id": "a", "text": "One."},
         {"id": "huge", "text": "x" * 5000},

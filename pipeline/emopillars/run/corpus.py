@@ -85,9 +85,13 @@ _FOREIGN_BOMS = {
 _SNIFF_BYTES = 4096
 # A JSONL line or a .txt file longer than this is a `too_long` reject, found without reading
 # it whole: a file with no line breaks (a JSON array saved on one line, a dump) would
-# otherwise be read into memory at once. Far above what a story under max_story_chars takes
-# (at most 12 bytes a character, JSON-escaped), so it only ever stops what is no story.
+# otherwise be read into memory at once. Raised where max_story_chars would allow more (a
+# character takes at most 12 bytes, JSON-escaped), so it only ever stops what is no story.
 _MAX_ROW_BYTES = 64 << 20
+
+
+def _row_limit(max_chars: int) -> int:
+    return max(_MAX_ROW_BYTES, 12 * max_chars + (1 << 20))
 
 
 def detect_format(path: Path) -> str:
@@ -152,7 +156,7 @@ def _lines(handle: io.BufferedReader, limit: int) -> Iterator[bytes | None]:
         yield None
 
 
-def _jsonl_rows(path: Path) -> Iterator[_RawRow]:
+def _jsonl_rows(path: Path, limit: int) -> Iterator[_RawRow]:
     with path.open("rb") as handle:
         head = handle.read(_SNIFF_BYTES)
         _check_utf8(path, head)
@@ -162,10 +166,10 @@ def _jsonl_rows(path: Path) -> Iterator[_RawRow]:
                 "line (`jq -c '.[]' FILE`, say)"
             )
         handle.seek(0)
-        for number, raw in enumerate(_lines(handle, _MAX_ROW_BYTES), start=1):
+        for number, raw in enumerate(_lines(handle, limit), start=1):
             location = f"line {number}"
             if raw is None:
-                detail = f"a line of more than {_MAX_ROW_BYTES} bytes (not read)"
+                detail = f"a line of more than {limit} bytes (not read)"
                 yield location, CorpusReject(location, None, "too_long", detail)
                 continue
             if not raw.strip():
@@ -246,7 +250,7 @@ def _parquet_rows(path: Path, fields: FieldMap) -> Iterator[_RawRow]:
         yield location, decoded
 
 
-def _txt_rows(folder: Path, fields: FieldMap) -> Iterator[_RawRow]:
+def _txt_rows(folder: Path, fields: FieldMap, limit: int) -> Iterator[_RawRow]:
     """One story per top-level .txt file (any case), in name order. Every other entry, a
     subfolder among them, is a `not_txt` reject, and a hidden one (`.DS_Store`) a `hidden`
     reject: left out, but not silently."""
@@ -264,8 +268,8 @@ def _txt_rows(folder: Path, fields: FieldMap) -> Iterator[_RawRow]:
             yield name, CorpusReject(name, None, "not_txt", what)
             continue
         size = entry.stat().st_size
-        if size > _MAX_ROW_BYTES:
-            detail = f"a file of {size} bytes, more than {_MAX_ROW_BYTES} (not read)"
+        if size > limit:
+            detail = f"a file of {size} bytes, more than {limit} (not read)"
             yield name, CorpusReject(name, stem, "too_long", detail)
             continue
         data = entry.read_bytes()
@@ -303,10 +307,10 @@ def load_corpus(
         raise CorpusError(f"corpus {path} does not exist")
     kind = detect_format(path) if corpus_format == "auto" else corpus_format
     readers = {
-        "jsonl": lambda: _jsonl_rows(path),
+        "jsonl": lambda: _jsonl_rows(path, _row_limit(max_chars)),
         "csv": lambda: _csv_rows(path, fields),
         "parquet": lambda: _parquet_rows(path, fields),
-        "txt": lambda: _txt_rows(path, fields),
+        "txt": lambda: _txt_rows(path, fields, _row_limit(max_chars)),
     }
     stories: list[Story] = []
     rejects: list[CorpusReject] = []
