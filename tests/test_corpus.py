@@ -21,6 +21,14 @@ def reasons(rejects: list) -> list[str]:  # type: ignore[type-arg]
     return [reject.reason for reject in rejects]
 
 
+def txt_folder(path: Path, files: dict[str, bytes]) -> Path:
+    """A folder of .txt files (a corpus), one per name, holding these bytes."""
+    path.mkdir()
+    for name, data in files.items():
+        (path / name).write_bytes(data)
+    return path
+
+
 def test_sample_corpus_is_large_varied_and_clean() -> None:
     stories, rejects = load_corpus(sample_corpus(), "auto", FIELDS, 6000)
     assert len(stories) >= 40 and rejects == []
@@ -71,11 +79,8 @@ def test_parquet_and_txt_folder(tmp_path: Path) -> None:
     stories, rejects = load_corpus(tmp_path / "c.parquet", "auto", FIELDS, 6000)
     assert [s.story_id for s in stories] == ["p1"] and reasons(rejects) == ["empty_text"]
 
-    folder = tmp_path / "txt"
-    folder.mkdir()
-    (folder / "alpha.txt").write_text("First story.\nSecond line.", encoding="utf-8")
-    (folder / "beta.txt").write_bytes(b"\xff\xfe broken")
-    stories, rejects = load_corpus(folder, "auto", FIELDS, 6000)
+    files = {"alpha.txt": b"First story.\nSecond line.", "beta.txt": b"\xff\xfe broken"}
+    stories, rejects = load_corpus(txt_folder(tmp_path / "txt", files), "auto", FIELDS, 6000)
     assert [(s.story_id, s.text) for s in stories] == [("alpha", "First story. Second line.")]
     assert reasons(rejects) == ["undecodable"] and rejects[0].location == "beta.txt"
 
@@ -322,10 +327,7 @@ def test_a_line_or_txt_file_past_the_row_limit_is_a_too_long_reject_not_read_who
     ]
     assert "more than 300 bytes (not read)" in rejects[0].detail
 
-    folder = tmp_path / "txt"
-    folder.mkdir()
-    (folder / "big.txt").write_text("z" * 301)
-    (folder / "small.txt").write_text("z" * 300)
+    folder = txt_folder(tmp_path / "txt", {"big.txt": b"z" * 301, "small.txt": b"z" * 300})
     stories, rejects = load_corpus(folder, "auto", FIELDS, 6000)
     assert [s.story_id for s in stories] == ["small"]
     assert [(r.location, r.reason) for r in rejects] == [("big.txt", "too_long")]
@@ -347,11 +349,11 @@ def test_a_json_array_is_no_jsonl_corpus_and_says_so(tmp_path: Path) -> None:
 def test_a_txt_file_in_utf16_is_rejected_with_the_fix_and_a_utf8_bom_is_dropped(
     tmp_path: Path,
 ) -> None:
-    folder = tmp_path / "txt"
-    folder.mkdir()
-    (folder / "wide.txt").write_text("A story saved as Unicode.", encoding="utf-16")
-    (folder / "marked.txt").write_bytes(b"\xef\xbb\xbfA story with a mark.")
-    stories, rejects = load_corpus(folder, "auto", FIELDS, 6000)
+    files = {
+        "wide.txt": "A story saved as Unicode.".encode("utf-16"),
+        "marked.txt": b"\xef\xbb\xbfA story with a mark.",
+    }
+    stories, rejects = load_corpus(txt_folder(tmp_path / "txt", files), "auto", FIELDS, 6000)
     assert [(s.story_id, s.text) for s in stories] == [("marked", "A story with a mark.")]
     assert [(r.location, r.reason) for r in rejects] == [("wide.txt", "undecodable")]
     assert (
