@@ -153,6 +153,30 @@ def test_missing_columns_and_files(tmp_path: Path) -> None:
         read_target(str(_tsv(tmp_path / "dev.tsv")), label_map=bad_map)
 
 
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [
+        ({}, "needs at least one group"),
+        ({"joy": ["joy"], "calm": []}, r"the groups \['calm'\] take in no label"),
+        ({"joy": ["joy", "love"], "warmth": ["love"]}, r"more than one group \{'love'"),
+    ],
+)
+def test_a_label_mapping_that_cannot_score_is_an_error(
+    tmp_path: Path, mapping: dict[str, list[str]], message: str
+) -> None:
+    path = tmp_path / "map.json"
+    path.write_text(json.dumps(mapping))
+    with pytest.raises(GoldDataError, match=message):
+        read_target(str(_tsv(tmp_path / "dev.tsv")), label_map=path)
+
+
+def test_a_gold_file_that_is_not_parquet_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "gold.parquet"
+    path.write_bytes(b"PAR1 but not really\n" * 4)
+    with pytest.raises(GoldDataError, match=r"gold.parquet is not a readable Parquet file"):
+        read_target(str(path))
+
+
 def test_goemotions_is_asked_of_the_hub_as_the_simplified_config() -> None:
     asked: list[tuple[Any, ...]] = []
 

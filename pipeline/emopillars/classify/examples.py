@@ -17,7 +17,7 @@ import polars as pl
 
 from emopillars.classify.metrics import Matrix
 from emopillars.hashing import file_hash
-from emopillars.run.storage import read_frame
+from emopillars.run.storage import CorruptFileError, read_frame
 from emopillars.stages.taxonomy import LABELS
 
 ConfigName = Literal["context_less", "context_aware"]
@@ -70,7 +70,21 @@ def read_examples(
 ) -> Examples:
     """One example per dataset row, in the dataset's order. `utterance_column` picks the
     context-aware rows' `original_utterance` instead of the rewritten one."""
-    frame = pl.concat([read_frame(path) for path in split_files(run_dir, config, split)])
+    needed = {"id", utterance_column, "labels", "scores"}
+    if config == "context_aware":
+        needed |= {"actor", "actor_description", "context"}
+    frames = []
+    for path in split_files(run_dir, config, split):
+        frame = read_frame(path)
+        missing = sorted(needed - set(frame.columns))
+        if missing:
+            raise CorruptFileError(
+                path,
+                f"it has no column {', '.join(map(repr, missing))}",
+                f"run `emopillars assemble {run_dir}` to build the dataset again",
+            )
+        frames.append(frame)
+    frame = pl.concat(frames)
     utterances = frame[utterance_column].to_list()
     if config == "context_aware":
         texts = [

@@ -74,9 +74,25 @@ def load_grouping(path: Path) -> Grouping:
     ):
         raise GoldDataError(f"{path}: a label mapping is a JSON object {{group: [labels]}}")
     groups = {str(group): tuple(members) for group, members in raw.items()}
+    if not groups:
+        raise GoldDataError(f"{path}: a label mapping needs at least one group")
+    empty = [group for group, members in groups.items() if not members]
+    if empty:
+        raise GoldDataError(f"{path}: the groups {empty} take in no label: give each a label")
     unknown = sorted({m for members in groups.values() for m in members} - set(LABELS))
     if unknown:
         raise GoldDataError(f"{path}: {unknown} are not GoEmotions labels")
+    # A gold label counts for one group; a label in two would be scored in both for a model
+    # and in the first alone for the gold labels.
+    owners: dict[str, list[str]] = {}
+    for group, members in groups.items():
+        for member in dict.fromkeys(members):
+            owners.setdefault(member, []).append(group)
+    shared = {label: found for label, found in owners.items() if len(found) > 1}
+    if shared:
+        raise GoldDataError(
+            f"{path}: labels in more than one group {shared}: put each label in one group"
+        )
     covered = {m for members in groups.values() for m in members}
     if NEUTRAL not in covered and NEUTRAL not in groups:
         groups[NEUTRAL] = (NEUTRAL,)
@@ -237,9 +253,14 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
                 except json.JSONDecodeError as error:
                     raise GoldDataError(f"{path} line {number + 1}: not JSON: {error}") from error
         return records
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise GoldDataError(f"{path} is not a readable Parquet file ({first_line})") from error
     missing = [column for column in ("text", "labels") if column not in table.column_names]
     if missing:
         raise GoldDataError(f"{path}: no {' or '.join(missing)} column")
