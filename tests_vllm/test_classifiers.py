@@ -215,3 +215,44 @@ def test_a_missing_base_model_or_a_damaged_dataset_is_one_line(
     assert main(_train_args(damaged, tmp_path / "model")) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(train_file) in err[0] and "unreadable" in err[0]
+
+
+@pytest.mark.parametrize("device", ["bogus", "cuda", "cuda:7"])
+def test_a_device_this_machine_lacks_is_one_line_before_any_model_loads(
+    model_dir: Path, run_dir: Path, tmp_path: Path, device: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # This tier's torch is the CPU build: no CUDA GPU is ever visible.
+    assert main(["evaluate", str(model_dir), "--on", str(DEV_TSV), "--device", device]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    expected = (
+        f"emopillars: --device {device!r} is no device torch knows"
+        if device == "bogus"
+        else f"emopillars: --device {device}: torch sees 0 CUDA GPU(s) here"
+    )
+    assert line.startswith(expected)
+    argv = [*_train_args(run_dir, tmp_path / "model"), "--device", device]
+    assert main(argv) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (tmp_path / "model" / "emopillars.json").exists()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda text: text[: len(text) // 2],  # truncated
+        lambda text: "",
+        lambda text: "[]",
+        lambda text: json.dumps({**json.loads(text), "threshold": 5}),
+        lambda text: json.dumps({**json.loads(text), "per_label_thresholds": {}}),
+    ],
+    ids=["truncated", "empty", "a list", "threshold 5", "no per-label thresholds"],
+)
+def test_a_damaged_classifier_card_is_one_line_naming_it(
+    model_dir: Path, tmp_path: Path, damage: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = Path(shutil.copytree(model_dir, tmp_path / "model"))
+    card = copy / "emopillars.json"
+    card.write_text(damage(card.read_text(encoding="utf-8")), encoding="utf-8")
+    assert main(["evaluate", str(copy), "--on", str(DEV_TSV)]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"emopillars: {card} is unreadable") and "train the model again" in line

@@ -12,14 +12,14 @@ import importlib.util
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from emopillars.classify.examples import ConfigName, Targets
 from emopillars.classify.metrics import Matrix
-from emopillars.run.storage import write_json
+from emopillars.run.storage import CorruptFileError, write_json
 from emopillars.stages.taxonomy import LABELS
 
 if TYPE_CHECKING:
@@ -50,12 +50,20 @@ class ClassifierCard(BaseModel):
     base_model: str
     max_length: int
     targets: Targets
-    threshold: float  # one global threshold, calibrated on validation
-    per_label_thresholds: dict[str, float]
+    threshold: float = Field(ge=0.0, le=1.0)  # one global threshold, calibrated on validation
+    per_label_thresholds: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]]
     validation_macro_f1: float
     best_epoch: int
     trained_on: str  # the run folder
     dataset_sha256: dict[str, str]  # the dataset files, so that a model names its data
+
+    @model_validator(mode="after")
+    def _every_label_has_a_threshold(self) -> ClassifierCard:
+        if set(self.per_label_thresholds) != set(LABELS):
+            raise ValueError(
+                "per_label_thresholds must hold one threshold for each of the 28 labels"
+            )
+        return self
 
     @property
     def label_thresholds(self) -> Matrix:
@@ -69,7 +77,13 @@ def read_card(model_dir: Path) -> ClassifierCard:
             f"{model_dir} is not a classifier trained by emopillars (no {CARD_FILE}): "
             "train one with: emopillars train RUN_DIR --output MODEL_DIR"
         )
-    return ClassifierCard.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    try:
+        return ClassifierCard.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    except (UnicodeDecodeError, json.JSONDecodeError, ValidationError) as error:
+        problem = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CorruptFileError(
+            path, problem, f"train the model again (emopillars train ... --output {model_dir})"
+        ) from error
 
 
 def write_card(model_dir: Path, card: ClassifierCard) -> None:
@@ -85,10 +99,33 @@ def quiet_transformers() -> None:
     transformers_logging.disable_progress_bar()
 
 
+class DeviceError(ValueError):
+    """--device names no device that torch can use on this machine."""
+
+
 def pick_device(requested: str = "auto") -> str:
+    """The torch device to use: `auto` picks the best there is; any other name must be one
+    torch knows and this machine has (DeviceError, before any model loads)."""
     import torch
 
     if requested != "auto":
+        try:
+            device = torch.device(requested)
+        except RuntimeError as error:
+            raise DeviceError(
+                f"--device {requested!r} is no device torch knows: use auto, cpu, cuda, cuda:N "
+                "or mps"
+            ) from error
+        if device.type == "cuda" and (
+            not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()
+        ):
+            found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            raise DeviceError(
+                f"--device {requested}: torch sees {found} CUDA GPU(s) here: use --device cpu, "
+                "or auto"
+            )
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise DeviceError(f"--device {requested}: MPS is not available here: use --device cpu")
         return requested
     if torch.cuda.is_available():
         return "cuda"

@@ -85,7 +85,7 @@ def train(
         tokenizer = AutoTokenizer.from_pretrained(settings.base_model)
         torch.manual_seed(settings.seed)  # the new classifier head's initial weights
         model = _base_model(settings.base_model)
-    except OSError as error:  # transformers' way of saying "not found" and "offline"
+    except (OSError, ValueError) as error:  # transformers' "not found", "offline", "not a model"
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise TrainingError(
             f"cannot load --base-model {settings.base_model}: {reason}; pass a model folder, "

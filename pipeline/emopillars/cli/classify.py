@@ -94,7 +94,12 @@ def add_classify_commands(commands: Any) -> None:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from emopillars.classify.model import TrainExtraMissing, quiet_transformers, require_train_extra
+    from emopillars.classify.model import (
+        DeviceError,
+        TrainExtraMissing,
+        quiet_transformers,
+        require_train_extra,
+    )
     from emopillars.classify.train import TrainingError, TrainSettings, train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -117,7 +122,7 @@ def train_command(args: argparse.Namespace) -> int:
         require_train_extra()
         quiet_transformers()
         result = train(args.run_dir, model_dir, settings, args.device, progress=not args.quiet)
-    except (TrainExtraMissing, DatasetMissingError, TrainingError) as error:
+    except (TrainExtraMissing, DatasetMissingError, TrainingError, DeviceError) as error:
         return fail(error, ExitCode.USAGE, debug=args.debug)
     except CorruptFileError as error:  # its message names the file and what to do
         return fail(error, ExitCode.FAILED, debug=args.debug)
@@ -137,13 +142,24 @@ def train_command(args: argparse.Namespace) -> int:
 
 def evaluate_command(args: argparse.Namespace) -> int:
     from emopillars.classify.evaluate import EvaluationError, evaluate, evaluation_table
-    from emopillars.classify.model import TrainExtraMissing, quiet_transformers, require_train_extra
+    from emopillars.classify.model import (
+        DeviceError,
+        TrainExtraMissing,
+        quiet_transformers,
+        require_train_extra,
+    )
 
     try:
         require_train_extra()
         quiet_transformers()
         report = evaluate(args.model_dir, args.target, args.label_map, args.compare, args.device)
-    except (TrainExtraMissing, GoldDataError, EvaluationError, DatasetMissingError) as error:
+    except (
+        TrainExtraMissing,
+        GoldDataError,
+        EvaluationError,
+        DatasetMissingError,
+        DeviceError,
+    ) as error:
         return fail(error, ExitCode.USAGE, debug=args.debug)
     except FileNotFoundError as error:
         return fail(error, ExitCode.USAGE, debug=args.debug)
