@@ -8,9 +8,11 @@ import json
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from importlib.resources import files
 from pathlib import Path
 
@@ -22,14 +24,27 @@ import pytest
 from conftest import fake_config, write_corpus
 from emopillars.api import run_pipeline
 from emopillars.cli import main
-from emopillars.release.hub import HubApi, HubClient, RetryPolicy, git_blob_id
+from emopillars.release.hub import (
+    CONNECT_TIMEOUT_S,
+    Deadline,
+    HubApi,
+    HubClient,
+    HubError,
+    RetryPolicy,
+    git_blob_id,
+)
+from emopillars.release.hub import (
+    hub_api as real_hub_api,
+)
 from emopillars.release.provenance import REDACTED, redact
+from emopillars.release.publish import PublishOptions, publish
 from emopillars.resources import prompts_dir
 from emopillars.run.storage import write_table
 from emopillars.stages.taxonomy import LABELS
 from fake_hub import FakeHubApi, http_error
-from huggingface_hub import DatasetCard, HfApi
+from huggingface_hub import DatasetCard, HfApi, set_client_factory
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+from huggingface_hub.utils import _http as huggingface_http
 
 TOKEN = "hf_TESTTOKEN_do_not_leak_123"
 REPO = "alice/emo-pillars"
@@ -226,6 +241,15 @@ def test_dry_run_needs_no_token_and_refuses_a_folder_in_use(
     assert "nothing was uploaded" in capsys.readouterr().out
     assert main(publish_args(run_dir, "--dry-run", str(staging))) == 2
     assert "is not empty" in capsys.readouterr().err
+
+
+def test_a_dry_run_into_the_run_folder_is_refused_and_leaves_the_dataset_current(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = tree(run_dir)
+    assert main(publish_args(run_dir, "--dry-run", str(run_dir / "dataset" / "stage"))) == 2
+    assert "is inside the run folder" in capsys.readouterr().err
+    assert tree(run_dir) == before
 
 
 # -- provenance and the token --------------------------------------------------------------
@@ -518,6 +542,9 @@ def test_hub_errors_give_a_message_and_an_exit_code(
     [
         (["--repo-id", "no-owner"], "is not OWNER/NAME"),
         (["--repo-id", "alice/bad--name"], "no '--' or '..'"),
+        (["--repo-id", REPO, "--license", "not a license!"], "'not a license!' is not a license"),
+        (["--repo-id", REPO, "--license", "MIT"], "'MIT' is not a license id: lower case"),
+        (["--repo-id", REPO, "--timeout-s", "0"], "timeout_s: Input should be greater than 0"),
     ],
 )
 def test_bad_options_are_usage_errors(
@@ -558,7 +585,50 @@ def test_a_share_alike_corpus_sets_the_default_and_warns_on_other_licenses(
 # -- the real HfApi ------------------------------------------------------------------------
 
 
-def test_the_real_hfapi_fits_the_seam() -> None:
+@pytest.fixture
+def restore_hub_session() -> Iterator[None]:
+    yield
+    set_client_factory(huggingface_http.default_client_factory)
+
+
+def test_a_hub_that_accepts_and_never_answers_is_a_network_error_not_a_hang(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch, restore_hub_session: None
+) -> None:
+    # A stalled proxy or firewall: the connection is taken (the kernel's backlog), no answer.
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        client = HubClient(
+            api=real_hub_api(timeout_s=0.5, endpoint=endpoint),
+            retry=RetryPolicy(attempts=2, first_wait_s=0, max_wait_s=0),
+        )
+        failures: list[BaseException] = []
+
+        def publishing() -> None:
+            try:
+                publish(run_dir, PublishOptions(repo_id=REPO), client)
+            except BaseException as error:
+                failures.append(error)
+
+        worker = threading.Thread(target=publishing, daemon=True)  # a hang must not hang pytest
+        worker.start()
+        worker.join(timeout=30)  # two tries of 0.5 s, not forever
+    assert not worker.is_alive(), "publish still waits for a Hub that never answers"
+    assert len(failures) == 1 and isinstance(failures[0], HubError)
+    assert f"network error: could not read {REPO} after 2 tries" in str(failures[0])
+
+
+def test_the_hub_deadline_bounds_what_huggingface_hub_leaves_unbounded() -> None:
+    request = httpx2.Request("GET", "http://hub.invalid", extensions={"timeout": {
+        "connect": None, "read": None, "write": 5.0, "pool": 300.0}})  # fmt: skip
+    Deadline(60.0)(request)
+    assert request.extensions["timeout"] == {
+        "connect": CONNECT_TIMEOUT_S, "read": 60.0, "write": 5.0, "pool": 60.0}  # fmt: skip
+
+
+def test_the_real_hfapi_fits_the_seam(restore_hub_session: None) -> None:
     api: HubApi = HfApi()  # mypy checks that HfApi has every method publishing calls
     assert isinstance(HubClient().api, HfApi) and callable(api.upload_folder)
     assert git_blob_id(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"  # git's

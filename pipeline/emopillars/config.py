@@ -367,7 +367,9 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
 def describe(error: ValidationError) -> str:
     """A pydantic error as one line a user can act on: `field.path: what is wrong; ...`."""
     return "; ".join(
-        f"{'.'.join(str(part) for part in issue['loc']) or 'value'}: {issue['msg']}"
+        # pydantic prefixes our validators' own messages with "Value error, ".
+        f"{'.'.join(str(part) for part in issue['loc']) or 'value'}: "
+        + issue["msg"].removeprefix("Value error, ")
         for issue in error.errors()
     )
 

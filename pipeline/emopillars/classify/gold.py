@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from emopillars.classify.metrics import Matrix
+from emopillars.messages import first_line
 from emopillars.stages.taxonomy import LABELS, NEUTRAL
 
 GOEMOTIONS_REPO = "google-research-datasets/go_emotions"
@@ -259,8 +260,8 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as error:
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise GoldDataError(f"{path} is not a readable Parquet file ({first_line})") from error
+        reason = first_line(error)
+        raise GoldDataError(f"{path} is not a readable Parquet file ({reason})") from error
     missing = [column for column in ("text", "labels") if column not in table.column_names]
     if missing:
         raise GoldDataError(f"{path}: no {' or '.join(missing)} column")

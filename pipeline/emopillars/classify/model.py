@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from emopillars.classify.examples import ConfigName, Targets
 from emopillars.classify.metrics import Matrix
+from emopillars.messages import first_line
 from emopillars.run.storage import CorruptFileError, write_json
 from emopillars.stages.taxonomy import LABELS
 
@@ -80,7 +81,7 @@ def read_card(model_dir: Path) -> ClassifierCard:
     try:
         return ClassifierCard.model_validate(json.loads(path.read_text(encoding="utf-8")))
     except (UnicodeDecodeError, json.JSONDecodeError, ValidationError) as error:
-        problem = str(error).splitlines()[0] if str(error) else type(error).__name__
+        problem = first_line(error)
         raise CorruptFileError(
             path, problem, f"train the model again (emopillars train ... --output {model_dir})"
         ) from error

@@ -36,6 +36,7 @@ from emopillars.classify.model import (
     require_train_extra,
 )
 from emopillars.hashing import stable_hash
+from emopillars.messages import first_line
 from emopillars.stages.taxonomy import LABELS
 
 __all__ = ["TrainSettings", "TrainingError", "TrainingResult", "train"]
@@ -86,7 +87,7 @@ def train(
         torch.manual_seed(settings.seed)  # the new classifier head's initial weights
         model = _base_model(settings.base_model)
     except (OSError, ValueError) as error:  # transformers' "not found", "offline", "not a model"
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = first_line(error)
         raise TrainingError(
             f"cannot load --base-model {settings.base_model}: {reason}; pass a model folder, "
             "or an id that the Hub (or your Hugging Face cache) has"

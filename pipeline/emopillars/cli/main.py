@@ -102,6 +102,12 @@ def _parser() -> argparse.ArgumentParser:
         help="write the tree that would be uploaded to this new folder; upload nothing",
     )
     publish.add_argument("--message", help="commit message")
+    publish.add_argument(
+        "--timeout-s",
+        type=float,
+        help="seconds a Hub request may wait to connect or for more of an answer before it is "
+        "retried (default 60)",
+    )
     return parser
 
 
@@ -210,6 +216,8 @@ def _publish(args: argparse.Namespace, hub: HubClient | None) -> int:
         datefmt="%H:%M:%S",
         handlers=[_stderr_handler()],
     )
+    # Its line per HTTP request would bury the progress and the error.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
     try:
         options = publish_options(
             repo_id=args.repo_id,
@@ -218,6 +226,7 @@ def _publish(args: argparse.Namespace, hub: HubClient | None) -> int:
             license=args.license,
             dry_run=args.dry_run,
             message=args.message,
+            timeout_s=args.timeout_s,
         )
         # Publishing reads what a run writes: no run or assembly may write meanwhile.
         with exclusive(args.run_dir, "emopillars publish"):

@@ -22,6 +22,7 @@ from emopillars.dataset.assemble import CONFIGS, SPLITS, DatasetConfig
 from emopillars.dataset.dataset_manifest import verify_dataset
 from emopillars.dataset.quality import QualityReport
 from emopillars.dataset.report import QUALITY_FILE, read_quality, stale_parts
+from emopillars.messages import first_line
 from emopillars.run.integrity import repair_hint, verify_chain
 from emopillars.run.layout import RunLayout
 from emopillars.run.manifest import Manifest, StageTotals
@@ -169,8 +170,8 @@ def _check_config(dataset_dir: Path, config: DatasetConfig) -> _ConfigCheck:
                 table = _checked_table(path, name, config, found)
             except (pa.ArrowException, OSError) as error:
                 # A damaged file (edited, truncated) is a problem to name, not a crash.
-                first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-                found.problems.append(f"{name} is not a readable Parquet file: {first_line}")
+                reason = first_line(error)
+                found.problems.append(f"{name} is not a readable Parquet file: {reason}")
                 continue
             if table is None:
                 continue

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import httpx2
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
+from huggingface_hub import (
+    CommitOperationAdd,
+    CommitOperationDelete,
+    HfApi,
+    get_session,
+    get_token,
+    set_client_factory,
+)
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
 from huggingface_hub.hf_api import RepoFile, RepoFolder
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +31,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from tenacity import wait_exponential as exponential
 
 from emopillars.hashing import file_hash
+from emopillars.messages import first_line
 
 log = logging.getLogger("emopillars")
 
@@ -39,6 +47,12 @@ TRANSIENT_ERRORS = (
     ConnectionError,
     TimeoutError,
 )
+
+# How long one Hub call waits to connect, or for the next bytes of an answer, before that try
+# counts as a network error (and is retried). huggingface_hub itself waits forever, so a proxy
+# or firewall that accepts the connection and never answers would hang a publish for good.
+DEFAULT_TIMEOUT_S = 60.0
+CONNECT_TIMEOUT_S = 10.0
 
 T = TypeVar("T")
 
@@ -123,11 +137,54 @@ class RetryPolicy(BaseModel):
     max_wait_s: float = Field(30.0, ge=0.0)
 
 
+def hub_api(timeout_s: float = DEFAULT_TIMEOUT_S, endpoint: str | None = None) -> HfApi:
+    """The real Hub API, whose every request gives up after `timeout_s` seconds without an
+    answer (a network error, retried like the others)."""
+    set_client_factory(_ClientsWithDeadline(get_session(), Deadline(timeout_s)))
+    return HfApi(endpoint=endpoint)
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A request hook bounding how long a request waits: huggingface_hub passes `timeout=None`
+    (wait forever) on most calls, which overrides any default the client has."""
+
+    timeout_s: float
+
+    def __call__(self, request: httpx2.Request) -> None:
+        bound = httpx2.Timeout(self.timeout_s, connect=min(self.timeout_s, CONNECT_TIMEOUT_S))
+        asked = request.extensions.get("timeout", {})
+        request.extensions["timeout"] = {
+            phase: limit if asked.get(phase) is None else min(limit, asked[phase])
+            for phase, limit in bound.as_dict().items()
+        }
+
+
+class _ClientsWithDeadline:
+    """Makes huggingface_hub's shared HTTP client as its own factory does (its hooks add the
+    offline check and request ids), with the deadline added. huggingface_hub may replace the
+    client (after an SSL error, in a forked child): the new one gets the deadline too."""
+
+    def __init__(self, model: httpx2.Client, deadline: Deadline) -> None:
+        self._hooks = {
+            event: [hook for hook in hooks if not isinstance(hook, Deadline)]
+            for event, hooks in model.event_hooks.items()
+        }
+        self._hooks["request"] = [*self._hooks.get("request", []), deadline]
+        self._follow_redirects = model.follow_redirects
+
+    def __call__(self) -> httpx2.Client:
+        return httpx2.Client(
+            event_hooks={event: list(hooks) for event, hooks in self._hooks.items()},
+            follow_redirects=self._follow_redirects,
+        )
+
+
 @dataclass(frozen=True)
 class HubClient:
     """How publishing reaches the Hub: the API object and how patiently to call it."""
 
-    api: HubApi = field(default_factory=HfApi)
+    api: HubApi = field(default_factory=hub_api)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
@@ -343,7 +400,7 @@ class HubRepo:
                 "command again to resume"
             )
         if isinstance(error, HfHubHTTPError):
-            reason = error.server_message or str(error)
+            reason = error.server_message or first_line(error)
             return HubError(f"the Hub refused to {action} ({status}): {self._scrub(reason)}")
         return None  # not a Hub failure: a bug, which must surface with its traceback
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import constants
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from emopillars.config import ConfigError, describe
 from emopillars.dataset.assemble import CONFIGS
@@ -25,7 +25,15 @@ from emopillars.dataset.card import choose_license, render_card
 from emopillars.dataset.measured import read_attached
 from emopillars.dataset.report import QUALITY_FILE
 from emopillars.release.checks import DataFile, ReleaseSummary, check_release
-from emopillars.release.hub import HubClient, HubRepo, RemoteFile, find_token, require_token
+from emopillars.release.hub import (
+    DEFAULT_TIMEOUT_S,
+    HubClient,
+    HubRepo,
+    RemoteFile,
+    find_token,
+    hub_api,
+    require_token,
+)
 from emopillars.release.provenance import build_provenance
 
 log = logging.getLogger("emopillars")
@@ -37,6 +45,9 @@ DATA_FOLDERS = frozenset(config.name for config in CONFIGS)
 # The Hub's naming rule for owners and repos: letters, digits, '-', '_', '.', at most 96,
 # neither starting nor ending with '-' or '.', and no '--' or '..'.
 HUB_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?")
+# The shape of the Hub's license ids (apache-2.0, cc-by-sa-4.0, openrail++, other): the card's
+# metadata goes in the final commit, after the data, so a malformed one must stop us first.
+LICENSE_ID = re.compile(r"[a-z0-9][a-z0-9.+-]{0,63}")
 
 
 class PublishOptions(BaseModel):
@@ -48,6 +59,7 @@ class PublishOptions(BaseModel):
     license: str | None = None  # None: the run config's, else the corpus's when known
     dry_run: Path | None = None  # write the tree here instead of uploading it
     message: str | None = None
+    timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0)  # per Hub request, then it is retried
 
     @field_validator("repo_id")
     @classmethod
@@ -57,6 +69,16 @@ class PublishOptions(BaseModel):
             raise ValueError(f"{value!r} is not OWNER/NAME (e.g. alice/emo-pillars)")
         if "--" in value or ".." in value:
             raise ValueError(f"{value!r}: the Hub allows no '--' or '..' in names")
+        return value
+
+    @field_validator("license")
+    @classmethod
+    def _license_id(cls, value: str | None) -> str | None:
+        if value is not None and not LICENSE_ID.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a license id: lower case, as the Hub lists them "
+                "(cc-by-4.0, apache-2.0, mit, other)"
+            )
         return value
 
 
@@ -119,6 +141,12 @@ def publish(
     """Check the run, then upload what the repo lacks: data files, then card and provenance.
 
     `client` replaces the real Hub (tests pass a fake API)."""
+    if options.dry_run is not None and options.dry_run.resolve().is_relative_to(run_dir.resolve()):
+        # Files added to a run folder after assembly make its dataset stale.
+        raise ConfigError(
+            f"--dry-run folder {options.dry_run} is inside the run folder {run_dir}: "
+            "name a folder outside it"
+        )
     summary = check_release(run_dir)
     token = find_token()  # None is fine for a dry run, which contacts nothing
     # The token goes into the tree only to be redacted, should a config value hold it.
@@ -136,7 +164,8 @@ def publish(
         tree.write(options.dry_run)
         return replace(result, staged_to=options.dry_run)
 
-    repo = HubRepo(client or HubClient(), require_token(token), options.repo_id, options.revision)
+    client = client or HubClient(api=hub_api(options.timeout_s))
+    repo = HubRepo(client, require_token(token), options.repo_id, options.revision)
     created = repo.ensure_exists(options.private)
     remote = repo.files()
     changed = [file for file in tree.data if not _holds(remote, file.path_in_repo, file.local)]

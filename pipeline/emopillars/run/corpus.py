@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from emopillars.config import RunConfig
+from emopillars.messages import first_line
 
 
 class CorpusError(ValueError):
@@ -235,8 +236,8 @@ def _parquet_rows(path: Path, fields: FieldMap) -> Iterator[_RawRow]:
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as error:
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CorpusError(f"corpus {path} is not a readable Parquet file ({first_line})") from error
+        reason = first_line(error)
+        raise CorpusError(f"corpus {path} is not a readable Parquet file ({reason})") from error
     _check_columns(path, table.column_names, fields, "it has no column")
     for number, row in enumerate(table.to_pylist()):
         location = f"row {number}"

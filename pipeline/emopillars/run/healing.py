@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from emopillars.engines import Result
 from emopillars.hashing import file_hash
+from emopillars.messages import first_line
 from emopillars.run.answers import read_answers
 from emopillars.run.layout import RunLayout
 from emopillars.run.manifest import Manifest, ShardMarker
@@ -53,7 +54,7 @@ def kept_answers(layout: RunLayout, stage: str, shard: int) -> dict[str, Result]
             stage,
             shard,
             layout.relative(path),
-            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__,
+            first_line(error),
         )
         return {}
 

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from emopillars.hashing import file_hash
+from emopillars.messages import first_line
 from emopillars.run.layout import STORIES, RunLayout
 from emopillars.run.manifest import Manifest
 from emopillars.run.plan import owner_of
@@ -178,7 +179,7 @@ def _story_problems(
         try:
             found += pq.read_table(path, columns=["story_id"]).column("story_id").to_pylist()
         except (pa.ArrowException, OSError, KeyError) as error:
-            text = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
+            text = first_line(error)
             problems.append(Problem(name, f"is unreadable ({text})", STORIES, shard))
             complete = False
             continue

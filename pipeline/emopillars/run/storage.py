@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from emopillars.messages import first_line
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -191,9 +193,7 @@ def _reading_parquet(path: Path, *errors: type[Exception]) -> Iterator[None]:
     except FileNotFoundError:
         raise
     except (pa.ArrowException, OSError, *errors) as error:
-        raise CorruptFileError(
-            path, f"not a readable Parquet file: {_first_line(error)}"
-        ) from error
+        raise CorruptFileError(path, f"not a readable Parquet file: {first_line(error)}") from error
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -235,7 +235,3 @@ def read_json(path: Path, todo: str = REBUILD) -> Any:
         raise CorruptFileError(
             path, f"not valid JSON: {error.msg}: line {error.lineno} column {error.colno}", todo
         ) from error
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
