@@ -206,6 +206,35 @@ def test_a_truncated_stage_shard_is_refused_shown_and_healed_by_the_next_run(
     assert main(["assemble", str(run_dir), "--check"]) == 0
 
 
+def test_a_marker_whose_counts_were_edited_is_broken_and_healed_by_the_next_run(
+    finished_run: Path, run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The counts reach status, quality.json and the card: an edited one is damage, though
+    # every file still has its recorded hash.
+    path = run_dir / "manifest/labels/shard-00000.json"
+    marker = json.loads(path.read_text())
+    true_outputs = marker["outputs"]
+    marker.update(outputs=999, accepted=999, rejected=0, reject_reasons={})
+    path.write_text(json.dumps(marker))
+
+    assert main(["status", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "integrity: BROKEN, 1 problem" in out
+    assert (
+        f"manifest/labels/shard-00000.json was edited: it counts {marker['inputs']} inputs but "
+        f"999 accepted and 0 rejected; counts 999 outputs but labels/shard-00000.parquet holds "
+        f"{true_outputs} rows; counts 0 rejects by reason but labels/rejects-00000.parquet"
+    ) in out
+    assert main(["assemble", str(run_dir)]) == 1
+    assert "manifest/labels/shard-00000.json was edited" in capsys.readouterr().err
+
+    # The next run recomputes that shard alone, from its kept answers, and counts right.
+    assert main(run_args(finished_run, run_dir)) == 0
+    assert "1 stage shards computed, 14 already done; 0 requests sent" in capsys.readouterr().out
+    assert json.loads(path.read_text())["outputs"] == true_outputs
+    assert dataset_contents(run_dir) == dataset_contents(finished_run)
+
+
 @pytest.mark.parametrize("damage", ["deleted", "garbled", "a folder"])
 def test_assemble_check_refuses_what_assemble_refuses_a_missing_or_unreadable_run_record(
     finished_run: Path, run_dir: Path, capsys: pytest.CaptureFixture[str], damage: str

@@ -303,3 +303,19 @@ def test_a_folder_that_cannot_be_locked_from_here_is_read_without_a_lock(
     (tmp_path / ".lock").touch()
     assert run_lock.writers(tmp_path) is None
     run_lock.check_joinable(tmp_path)  # a launch goes on: its workers read it the same way
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["assemble"], ["publish", "--repo-id", "alice/x", "--dry-run", "staging"]],
+    ids=["assemble", "publish"],
+)
+def test_a_command_refused_on_a_folder_that_is_no_run_leaves_no_lock_in_it(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "not-a-run"
+    folder.mkdir()
+    argv = [command[0], str(folder), *command[1:]]
+    assert main([arg if arg != "staging" else str(tmp_path / arg) for arg in argv]) == 2
+    assert "is not an emopillars run folder" in capsys.readouterr().err
+    assert list(folder.iterdir()) == []

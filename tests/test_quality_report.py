@@ -411,6 +411,48 @@ def test_an_unfinished_run_is_reported_from_its_finished_shards(
     assert "not measured yet:" in capsys.readouterr().out
 
 
+def test_report_leaves_out_a_shard_changed_since_its_marker_and_says_so(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.rmtree(run_dir / "dataset")
+    (run_dir / "manifest/rewrites/shard-00002.json").unlink()  # not done: the run goes on
+    intact = report_json(run_dir, capsys)["configs"]
+    # A shard copied over another: every row a duplicate, unless its marker is checked.
+    shutil.copyfile(run_dir / "labels/shard-00000.parquet", run_dir / "labels/shard-00001.parquet")
+    report = report_json(run_dir, capsys)
+    assert (
+        "labels/shard-00001.parquet changed after it was marked done: not measured"
+        in report["missing"]
+    )
+    assert any(line.startswith("to rebuild them: run the same") for line in report["missing"])
+    less, aware = report["configs"]["context_less"], report["configs"]["context_aware"]
+    labels_1 = json.loads((run_dir / "manifest/labels/shard-00001.json").read_text())["outputs"]
+    assert less["rows"] == intact["context_less"]["rows"] - labels_1
+    assert less["exact_duplicates"] == 0
+    rewrites_1 = json.loads((run_dir / "manifest/rewrites/shard-00001.json").read_text())
+    assert aware["rows"] == intact["context_aware"]["rows"] - rewrites_1["outputs"]
+
+
+def test_report_of_a_dataset_changed_after_assembly_names_it_and_measures_the_shards(
+    run_dir: Path, finished_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assembled = report_json(finished_run, capsys)
+    (run_dir / "dataset/context_less/test-00000-of-00001.parquet").unlink()
+    report = report_json(run_dir, capsys)
+    assert report["source"] == "stage shards" and report["complete"] is False
+    assert report["missing"][:2] == [
+        "dataset/context_less/test-00000-of-00001.parquet was deleted after assembly: the "
+        "dataset is not measured",
+        f"`emopillars assemble {run_dir}` builds the dataset again",
+    ]
+    # What assembly would make again, not what is left of the dataset.
+    assert report["configs"] == assembled["configs"]
+    assert main(["report", str(run_dir)]) == 0
+    assert "measured on the finished stage shards, not an assembled dataset" in (
+        capsys.readouterr().out
+    )
+
+
 def test_a_stale_quality_json_is_measured_again_by_report(
     run_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -195,7 +195,7 @@ def _run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     report = quality_of_run(args.run_dir)
     if args.json:
-        sys.stdout.write(report.to_json())  # quality.json's text, newline included
+        print(report.to_json(), end="")  # quality.json's text, newline included
     else:
         print(quality_table(report, args.run_dir))
         measured = read_attached(args.run_dir)

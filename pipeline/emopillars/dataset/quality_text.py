@@ -115,7 +115,7 @@ def quality_table(report: QualityReport, run_dir: Path) -> str:
     source = (
         "the assembled dataset"
         if report.source == "dataset"
-        else "the finished stage shards (the run is not done)"
+        else "the finished stage shards, not an assembled dataset"
     )
     lines = [f"quality of {run_dir}, measured on {source}", ""]
     lines += _table(report, _lines(report))

@@ -21,6 +21,7 @@ from emopillars.dataset.assemble import (
     DatasetConfig,
     dataset_frame,
 )
+from emopillars.dataset.dataset_manifest import DATASET, verify_dataset
 from emopillars.dataset.quality import (
     PAPER,
     ConfigsQuality,
@@ -33,7 +34,8 @@ from emopillars.dataset.quality import (
 from emopillars.dataset.similarity import EmbeddingVectorizer, LexicalVectorizer, Vectorizer
 from emopillars.hashing import file_hash
 from emopillars.resources import prompts_dir
-from emopillars.run.layout import RunLayout
+from emopillars.run.integrity import repair_hint, verify_chain
+from emopillars.run.layout import STORIES, RunLayout
 from emopillars.run.manifest import Manifest
 from emopillars.run.plan import read_plan
 from emopillars.run.record import RunRecord, read_run_record
@@ -97,15 +99,26 @@ def measure_dataset(
 
 def measure_stage_shards(run_dir: Path, vectorize: Vectorizer | None = None) -> QualityReport:
     """The report of what a run has finished so far, read from its stage shards; `missing`
-    names the shards not done and what is measured only at assembly."""
+    names the shards not done, those whose files no longer match their markers (left out,
+    not measured), and what is measured only at assembly."""
     layout = RunLayout(run_dir)
     plan = read_plan(layout)
     run = read_run_record(layout)
     manifest = Manifest(layout)
+    chain = verify_chain(layout, plan)
+    broken = {(problem.stage, problem.shard) for problem in chain.problems}
     frames: dict[str, pl.DataFrame | None] = {}
     stories: dict[str, int] = {}
     for config in CONFIGS:
-        done = [s for s in range(plan["shards"]) if manifest.read(config.source_stage, s)]
+        # A shard is measured when its source stage is done and every file that led to it
+        # is what its marker recorded.
+        upstream = (STORIES, *STAGE_NAMES[: STAGE_NAMES.index(config.source_stage) + 1])
+        done = [
+            shard
+            for shard in range(plan["shards"])
+            if manifest.read(config.source_stage, shard)
+            and not any((stage, shard) in broken for stage in upstream)
+        ]
         frames[config.name] = (
             dataset_frame(run_dir, config, plan["story_ids"], run.seed, done).rename(
                 {"_split": "split"}
@@ -115,6 +128,11 @@ def measure_stage_shards(run_dir: Path, vectorize: Vectorizer | None = None) -> 
         )
         stories[config.name] = sum(row_count(layout.story_shard(shard)) for shard in done)
     missing = _missing_shards(run_dir, plan["shards"])
+    missing += [f"{problem}: not measured" for problem in chain.problems]
+    if chain.problems:
+        missing.append(
+            f"to rebuild them: {repair_hint(chain.problems, plan.get('num_workers', 1))}"
+        )
     missing.append("figures and quality.json: written when the dataset is assembled")
     return _report(
         run_dir, frames, stories, vectorize, files={}, missing=missing, source="stage shards"
@@ -223,8 +241,9 @@ def stale_parts(report: QualityReport, dataset_dir: Path) -> list[str]:
 
 
 def quality_of_run(run_dir: Path, vectorize: Vectorizer | None = None) -> QualityReport:
-    """The stored report of an assembled run when it is current; else one measured now, from
-    the dataset when every shard is done, else from the finished stage shards."""
+    """The stored report of an assembled run when it is current; else one measured now: from
+    the dataset when every shard is done and the dataset is as assembled, else from the
+    finished stage shards (naming what differs from the assembled dataset)."""
     layout = RunLayout(run_dir)
     plan = read_plan(layout)  # FileNotFoundError when this is no run folder
     manifest = Manifest(layout)
@@ -235,6 +254,20 @@ def quality_of_run(run_dir: Path, vectorize: Vectorizer | None = None) -> Qualit
     )
     if not (done and layout.dataset.is_dir()):
         return measure_stage_shards(run_dir, vectorize)
+    # The data files, or the markers they were built from; the report and figures beside them
+    # are checked below.
+    data = tuple(f"{layout.relative(layout.dataset / config.name)}/" for config in CONFIGS)
+    changed = [
+        problem
+        for problem in verify_dataset(layout, plan["shards"])
+        if problem.stage != DATASET or problem.path.startswith(data)
+    ]
+    if changed:
+        # The dataset is not what assembly made: measure what it would be made from.
+        report = measure_stage_shards(run_dir, vectorize)
+        notes = [f"{problem}: the dataset is not measured" for problem in changed]
+        notes.append(f"`emopillars assemble {run_dir}` builds the dataset again")
+        return report.model_copy(update={"missing": [*notes, *report.missing]})
     stored = read_quality(layout.dataset)
     if stored is not None and not stale_parts(stored, layout.dataset):
         return stored

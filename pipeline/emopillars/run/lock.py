@@ -87,11 +87,13 @@ def exclusive(
     """Hold the folder lock of `run_dir` as its one writer; RunFolderBusy when another
     process writes it (the one writer, or workers of a multi-worker run). `sweep`: remove the
     temporary files of interrupted writes once the lock is held. Without `create`, a folder
-    that does not exist is not created (the command's own error says what is wrong)."""
+    that does not exist is not created, and one that is no run folder is not locked: the
+    command's own error says what is wrong, and no lock file is left in it."""
     layout = RunLayout(run_dir)
     if create:
         run_dir.mkdir(parents=True, exist_ok=True)
-    lock = _take_folder_lock(layout, command) if run_dir.is_dir() else None
+    is_run = create or layout.plan.is_file()
+    lock = _take_folder_lock(layout, command) if is_run and run_dir.is_dir() else None
     try:
         if lock is not None and sweep:
             sweep_temporaries(layout)

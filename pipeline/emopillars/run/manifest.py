@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_fie
 from emopillars.config import describe
 from emopillars.hashing import file_hash
 from emopillars.run.layout import RunLayout
-from emopillars.run.storage import CorruptFileError, read_json, write_json
+from emopillars.run.storage import CorruptFileError, read_json, row_count, write_json
 
 
 class ShardMarker(BaseModel):
@@ -138,7 +138,8 @@ class Manifest:
 
     def damaged_files(self, marker: ShardMarker) -> list[tuple[str, str]]:
         """(file, what is wrong) for each file of a marker that is missing or differs from its
-        recorded hash; file paths are relative to the run folder."""
+        recorded hash, and for the marker when its counts disagree with those files; paths
+        are relative to the run folder."""
         recorded = [
             (marker.output, marker.output_sha256),
             (marker.rejects, marker.rejects_sha256),
@@ -153,7 +154,30 @@ class Manifest:
                 damaged.append((name, "is missing"))
             elif file_hash(path) != sha256:
                 damaged.append((name, "changed after it was marked done"))
-        return damaged
+        return damaged or self.miscounted(marker)
+
+    def miscounted(self, marker: ShardMarker) -> list[tuple[str, str]]:
+        """The marker, when its counts disagree with its files or with each other: the
+        counts go into status, quality.json and the card, so an edited count is damage."""
+        wrong = []
+        if marker.accepted + marker.rejected != marker.inputs:
+            wrong.append(
+                f"counts {marker.inputs} inputs but {marker.accepted} accepted and "
+                f"{marker.rejected} rejected"
+            )
+        for name, counted, what in (
+            (marker.output, marker.outputs, "outputs"),
+            (marker.rejects, sum(marker.reject_reasons.values()), "rejects by reason"),
+        ):
+            path = self.layout.root / name
+            if name and path.is_file() and (rows := row_count(path)) != counted:
+                wrong.append(f"counts {counted} {what} but {name} holds {rows} rows")
+        if marker.item_rejects > sum(marker.reject_reasons.values()):
+            wrong.append(f"counts {marker.item_rejects} item rejects of fewer rejects")
+        if not wrong:
+            return []
+        return [(self.layout.relative(self.layout.marker(marker.stage, marker.shard)),
+                 "was edited: it " + "; ".join(wrong))]  # fmt: skip
 
     def totals(self, stages: tuple[str, ...], shards: int) -> dict[str, StageTotals]:
         totals: dict[str, StageTotals] = {}
