@@ -125,7 +125,7 @@ def test_gold_labels_may_be_group_names(tmp_path: Path) -> None:
     ("content", "message"),
     [
         ("\t3\tx\n", "line 1: no text"),
-        ("fine\tfury\tx\n", r"labels \['fury'\] are neither GoEmotions labels"),
+        ("fine\tfury\tx\n", r"labels \['fury'\] are not GoEmotions labels \(names or ids"),
         ("fine\t\tx\n", "line 1: no labels"),
         ("one field only\n", "expected text<TAB>label ids"),
     ],
@@ -144,6 +144,8 @@ def test_missing_columns_and_files(tmp_path: Path) -> None:
         read_target(str(path))
     with pytest.raises(GoldDataError, match="no such file"):
         read_target(str(tmp_path / "absent.tsv"))
+    with pytest.raises(GoldDataError, match="is a folder, not a file"):
+        read_target(str(tmp_path))
     (tmp_path / "gold.txt").write_text("x")
     with pytest.raises(GoldDataError, match="expected one of"):
         read_target(str(tmp_path / "gold.txt"))

@@ -200,7 +200,7 @@ def test_synthetic_comparisons_of_both_models(
 
 
 def test_a_missing_base_model_or_a_damaged_dataset_is_one_line(
-    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    run_dir: Path, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = _train_args(run_dir, tmp_path / "model")
     argv[argv.index("--base-model") + 1] = "no-such-org/no-such-encoder"  # offline here
@@ -213,8 +213,12 @@ def test_a_missing_base_model_or_a_damaged_dataset_is_one_line(
     with train_file.open("ab") as handle:
         handle.write(b"x")
     assert main(_train_args(damaged, tmp_path / "model")) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and str(train_file) in err[0] and "unreadable" in err[0]
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert f"{train_file.relative_to(damaged)} was edited after assembly" in line
+    assert line.endswith(f"`emopillars assemble {damaged}` builds the dataset again")
+    assert main(["evaluate", str(model_dir), "--on", f"synthetic:{damaged}"]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert f"{train_file.relative_to(damaged)} was edited after assembly" in line
 
 
 @pytest.mark.parametrize("device", ["bogus", "cuda", "cuda:7"])
@@ -256,3 +260,35 @@ def test_a_damaged_classifier_card_is_one_line_naming_it(
     assert main(["evaluate", str(copy), "--on", str(DEV_TSV)]) == 1
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"emopillars: {card} is unreadable") and "train the model again" in line
+
+
+def test_a_damaged_checkpoint_or_saved_model_is_one_line_saying_what_to_do(
+    model_dir: Path, run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A cut checkpoint: the resume names it, and how to start over.
+    cut = Path(shutil.copytree(model_dir, tmp_path / "cut"))
+    checkpoint = cut / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    assert main(_train_args(run_dir, cut)) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"emopillars: {checkpoint} is unreadable (")
+    assert line.endswith(f"delete it to start the training in {cut} over")
+
+    # A finished training keeps no weights in its checkpoint: a rerun that finds the saved
+    # model damaged says so, rather than "nothing to do".
+    edited = Path(shutil.copytree(model_dir, tmp_path / "edited"))
+    (edited / "emopillars.json").write_text('{"x')
+    assert main(_train_args(run_dir, edited)) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"emopillars: {edited / 'emopillars.json'} is unreadable")
+    assert line.endswith(f"delete {edited / 'checkpoint.pt'} and train again")
+
+    # Cut weights: evaluate names the file, not a safetensors traceback.
+    weights = Path(shutil.copytree(model_dir, tmp_path / "weights")) / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    assert main(["evaluate", str(weights.parent), "--on", str(DEV_TSV)]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"emopillars: {weights} is unreadable (")
+    assert "train the model again" in line
+    assert main(_train_args(run_dir, weights.parent)) == 1
+    assert f"{weights} is unreadable" in capsys.readouterr().err

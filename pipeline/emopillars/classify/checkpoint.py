@@ -10,6 +10,8 @@ from typing import Any
 
 from emopillars.classify.history import History
 from emopillars.classify.model import ClassifierCard, write_card
+from emopillars.messages import first_line
+from emopillars.run.storage import CorruptFileError
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -35,15 +37,24 @@ def resume_state(model_dir: Path, identity: str) -> dict[str, Any] | None:
     path = model_dir / CHECKPOINT
     if not path.exists():
         return None
+    import pickle
+
     import torch
 
-    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("identity") != identity:
+    start_over = f"delete it to start the training in {model_dir} over"
+    try:
+        state: Any = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as error:  # torn, cut
+        raise CorruptFileError(path, first_line(error), start_over) from error
+    if not isinstance(state, dict) or not {"identity", "epoch", "history"} <= set(state):
+        raise CorruptFileError(path, "not a checkpoint of emopillars train", start_over)
+    if state["identity"] != identity:
         raise TrainingError(
             f"{model_dir} holds a training with other settings or data: choose another "
             f"--output, or delete {path} to start over there"
         )
-    return state
+    checked: dict[str, Any] = state
+    return checked
 
 
 def write_checkpoint(

@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emopillars.classify.examples import Examples, read_examples
+from emopillars.classify.examples import (
+    CONFIG_NAMES,
+    Examples,
+    read_examples,
+    require_assembled,
+)
 from emopillars.classify.gold import DatasetLoader, LabelledTexts, coverage_lines, read_target
 from emopillars.classify.metrics import SWEEP, Matrix, Scores, predict, score, sweep
 from emopillars.classify.model import Classifier
@@ -124,6 +129,7 @@ def evaluate(
         raise EvaluationError("a synthetic: target has the 28 labels already; drop --label-map")
     run_dir = Path(target.removeprefix(SYNTHETIC))
     config = classifier.card.config
+    require_assembled(run_dir, ["context_aware"] if config == "context_aware" else CONFIG_NAMES)
     main = score_examples(
         classifier, read_examples(run_dir, config, "test"), f"{target} ({config} test)"
     )

@@ -8,6 +8,7 @@ utterance.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -16,7 +17,10 @@ import numpy as np
 import polars as pl
 
 from emopillars.classify.metrics import Matrix
+from emopillars.dataset.dataset_manifest import verify_dataset
 from emopillars.hashing import file_hash
+from emopillars.run.layout import RunLayout
+from emopillars.run.plan import read_plan
 from emopillars.run.storage import CorruptFileError, read_frame
 from emopillars.stages.taxonomy import LABELS
 
@@ -26,7 +30,12 @@ CONFIG_NAMES: tuple[ConfigName, ...] = ("context_less", "context_aware")
 
 
 class DatasetMissingError(FileNotFoundError):
-    """The run folder has no assembled dataset (or not this config's split)."""
+    """The folder is no run folder, or has no assembled dataset (or not this config's split)."""
+
+
+class DatasetChangedError(RuntimeError):
+    """The dataset's files are not those its assembly wrote (dataset/manifest.json): a model
+    trained or scored on them would not be what its card and figures say."""
 
 
 @dataclass(frozen=True)
@@ -40,13 +49,41 @@ class Examples:
         return len(self.texts)
 
 
+def require_assembled(run_dir: Path, configs: Sequence[ConfigName]) -> None:
+    """These configs of the run's dataset are as assembly wrote them; else
+    DatasetMissingError or DatasetChangedError, saying what to do."""
+    layout = RunLayout(run_dir)
+    if not layout.plan.is_file():
+        raise DatasetMissingError(
+            f"{run_dir} is not an emopillars run folder (no {layout.plan.name}): name the "
+            "--output folder of an `emopillars run`"
+        )
+    if not layout.dataset.is_dir():
+        raise DatasetMissingError(
+            f"{run_dir} has no assembled dataset yet: finish the run (the same `emopillars "
+            f"run` command again), or `emopillars assemble {run_dir}`"
+        )
+    manifest = layout.relative(layout.dataset_manifest)
+    folders = tuple(f"{layout.relative(layout.dataset / config)}/" for config in configs)
+    changed = [
+        problem
+        for problem in verify_dataset(layout, read_plan(layout)["shards"])
+        if problem.path == manifest or problem.path.startswith(folders)
+    ]
+    if changed:
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        raise DatasetChangedError(
+            f"{changed[0]}{more}: `emopillars assemble {run_dir}` builds the dataset again"
+        )
+
+
 def split_files(run_dir: Path, config: ConfigName, split: str) -> list[Path]:
     folder = run_dir / "dataset" / config
     files = sorted(folder.glob(f"{split}-*.parquet"))
     if not files:
         raise DatasetMissingError(
-            f"no {split} split of {config} in {folder}: train on a finished run folder "
-            "(emopillars run ... or emopillars assemble DIR)"
+            f"no {split} split of {config} in {folder}: assembly leaves out a split with no "
+            "rows; generate from more stories"
         )
     return files
 

@@ -203,10 +203,9 @@ def labelled_texts(
             raise GoldDataError(f"{source} {where}: unreadable labels {labels!r}") from error
         unknown = [label for label in raw if label not in index]
         if unknown:
-            raise GoldDataError(
-                f"{source} {where}: labels {unknown} are neither GoEmotions labels (names or "
-                "ids 0-27)" + (" nor groups of the label mapping" if grouping else "")
-            )
+            known = "GoEmotions labels (names or ids 0-27)"
+            known = f"neither {known} nor groups of the label mapping" if grouping else known
+            raise GoldDataError(f"{source} {where}: labels {unknown} are not {known}")
         if not raw:
             raise GoldDataError(f"{source} {where}: no labels")
         texts.append(text)
@@ -321,8 +320,9 @@ def read_target(
         return read_goemotions(split or "test", grouping, loader)
     path = Path(target)
     if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "no such file"
         raise GoldDataError(
-            f"{target}: no such file; a target is goemotions[:split], synthetic:RUN_DIR "
+            f"{target}: {what}; a target is goemotions[:split], synthetic:RUN_DIR "
             f"(evaluate only) or a {', '.join(SUFFIXES)} file"
         )
     return read_file(path, grouping)

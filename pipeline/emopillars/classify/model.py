@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import torch
 
 CARD_FILE = "emopillars.json"
+WEIGHTS_FILE = "model.safetensors"  # what transformers' save_pretrained writes
 INSTALL_HINT = (
     "training and evaluating classifiers need the train extra: pip install 'emopillars[train]'"
 )
@@ -71,7 +72,8 @@ class ClassifierCard(BaseModel):
         return np.array([self.per_label_thresholds[label] for label in LABELS])
 
 
-def read_card(model_dir: Path) -> ClassifierCard:
+def read_card(model_dir: Path, todo: str | None = None) -> ClassifierCard:
+    """The card of a trained model; CorruptFileError with `todo` when it is unreadable."""
     path = model_dir / CARD_FILE
     if not path.is_file():
         raise FileNotFoundError(
@@ -81,10 +83,32 @@ def read_card(model_dir: Path) -> ClassifierCard:
     try:
         return ClassifierCard.model_validate(json.loads(path.read_text(encoding="utf-8")))
     except (UnicodeDecodeError, json.JSONDecodeError, ValidationError) as error:
-        problem = first_line(error)
-        raise CorruptFileError(
-            path, problem, f"train the model again (emopillars train ... --output {model_dir})"
-        ) from error
+        raise CorruptFileError(path, first_line(error), todo or _train_again(model_dir)) from error
+
+
+def check_saved_model(model_dir: Path, todo: str | None = None) -> ClassifierCard:
+    """The card, once the card and the weights of a saved model are readable: a torn or
+    edited file is one CorruptFileError naming it (with `todo`), not a traceback from deep
+    inside transformers."""
+    card = read_card(model_dir, todo)
+    weights = sorted(model_dir.glob("*.safetensors"))
+    if not weights:
+        raise CorruptFileError(model_dir / WEIGHTS_FILE, "missing", todo or _train_again(model_dir))
+    from safetensors import SafetensorError, safe_open
+
+    for path in weights:
+        try:
+            with safe_open(path, framework="numpy") as tensors:
+                tensors.keys()
+        except (SafetensorError, OSError) as error:
+            raise CorruptFileError(
+                path, first_line(error), todo or _train_again(model_dir)
+            ) from error
+    return card
+
+
+def _train_again(model_dir: Path) -> str:
+    return f"train the model again (emopillars train ... --output {model_dir})"
 
 
 def write_card(model_dir: Path, card: ClassifierCard) -> None:
@@ -160,7 +184,7 @@ class Classifier:
         require_train_extra()
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        self.card = read_card(model_dir)
+        self.card = check_saved_model(model_dir)
         self.device = pick_device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.model = AutoModelForSequenceClassification.from_pretrained(model_dir)

@@ -19,16 +19,23 @@ from pathlib import Path
 from typing import Any
 
 from emopillars.classify.checkpoint import (
+    CHECKPOINT,
     TrainingError,
     resume_state,
     save_model,
     write_checkpoint,
 )
-from emopillars.classify.examples import Examples, dataset_fingerprint, read_examples
+from emopillars.classify.examples import (
+    Examples,
+    dataset_fingerprint,
+    read_examples,
+    require_assembled,
+)
 from emopillars.classify.history import EpochRecord, History, TrainSettings, write_figures
 from emopillars.classify.metrics import calibrate, predict, score
 from emopillars.classify.model import (
     ClassifierCard,
+    check_saved_model,
     encode,
     label_maps,
     pick_device,
@@ -64,6 +71,7 @@ def train(
     import torch
     from transformers import AutoTokenizer
 
+    require_assembled(run_dir, [settings.config])
     train_set = read_examples(run_dir, settings.config, "train", settings.targets)
     validation = read_examples(run_dir, settings.config, "validation", "labels")
     for name, examples in (("train", train_set), ("validation", validation)):
@@ -78,6 +86,8 @@ def train(
     identity = stable_hash(history.model_dump(mode="json", include={"settings", "dataset_sha256"}))
     state = resume_state(model_dir, identity)
     if state is not None and state["history"]["finished"]:
+        # A finished checkpoint keeps no weights: the saved model is all there is of it.
+        check_saved_model(model_dir, f"delete {model_dir / CHECKPOINT} and train again")
         log.info("%s already holds this training: nothing to do", model_dir)
         return TrainingResult(model_dir, History(**state["history"]), state["epoch"], "none")
 

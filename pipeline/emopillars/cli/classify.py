@@ -10,7 +10,12 @@ from typing import Any, get_args
 
 from pydantic import ValidationError
 
-from emopillars.classify.examples import CONFIG_NAMES, DatasetMissingError, Targets
+from emopillars.classify.examples import (
+    CONFIG_NAMES,
+    DatasetChangedError,
+    DatasetMissingError,
+    Targets,
+)
 from emopillars.classify.gold import GoldDataError
 from emopillars.cli.exit_codes import ExitCode
 from emopillars.cli.failures import fail
@@ -124,7 +129,7 @@ def train_command(args: argparse.Namespace) -> int:
         result = train(args.run_dir, model_dir, settings, args.device, progress=not args.quiet)
     except (TrainExtraMissing, DatasetMissingError, TrainingError, DeviceError) as error:
         return fail(error, ExitCode.USAGE, debug=args.debug)
-    except CorruptFileError as error:  # its message names the file and what to do
+    except (CorruptFileError, DatasetChangedError) as error:  # names the file and what to do
         return fail(error, ExitCode.FAILED, debug=args.debug)
     history = result.history
     best = history.best
@@ -163,6 +168,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
         return fail(error, ExitCode.USAGE, debug=args.debug)
     except FileNotFoundError as error:
         return fail(error, ExitCode.USAGE, debug=args.debug)
+    except DatasetChangedError as error:
+        return fail(error, ExitCode.FAILED, debug=args.debug)
     if args.attach is not None:
         try:
             attach(args.attach, from_evaluation(report))
