@@ -94,8 +94,7 @@ def load_grouping(path: Path) -> Grouping:
         raise GoldDataError(
             f"{path}: labels in more than one group {shared}: put each label in one group"
         )
-    covered = {m for members in groups.values() for m in members}
-    if NEUTRAL not in covered and NEUTRAL not in groups:
+    if NEUTRAL not in owners and NEUTRAL not in groups:
         groups[NEUTRAL] = (NEUTRAL,)
     return Grouping(groups)
 
