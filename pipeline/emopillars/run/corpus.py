@@ -192,32 +192,32 @@ def _jsonl_rows(path: Path, limit: int) -> Iterator[_RawRow]:
 
 
 def _csv_rows(path: Path, fields: FieldMap) -> Iterator[_RawRow]:
-    # surrogateescape keeps undecodable bytes as lone surrogates, so one bad row is found
-    # and rejected instead of failing the whole file.
-    data = path.read_bytes()
-    _check_utf8(path, data[:_SNIFF_BYTES])
-    text = data.decode("utf-8-sig", errors="surrogateescape")
-    # A short row's missing cells read as empty; a long row's extra cells land under None.
-    reader = csv.DictReader(io.StringIO(text, newline=""), restval="")
-    # The csv module stops at fields over 131,072 characters; a long story must reach the
-    # too_long check like a JSONL one. No field is longer than the whole text.
-    with _csv_field_limit(len(text)):
-        try:
-            header = reader.fieldnames or []
-            rows = list(reader)
-        except csv.Error as error:
-            raise CorpusError(f"corpus {path}: line {reader.line_num}: {error}") from error
-    _check_columns(path, header, fields, "its header has no field")
-    for number, row in enumerate(rows, start=2):
-        location = f"line {number}"
-        if None in row:
-            detail = f"more cells than the header's {len(reader.fieldnames or [])}"
-            yield location, CorpusReject(location, None, "malformed_row", detail)
-            continue
-        if any(_has_surrogates(str(value)) for value in row.values()):
-            yield location, CorpusReject(location, None, "undecodable", "invalid UTF-8 bytes")
-            continue
-        yield location, dict(row)
+    with path.open("rb") as raw:
+        _check_utf8(path, raw.read(_SNIFF_BYTES))
+    # Read a row at a time: a corpus may be larger than memory allows to hold a few times
+    # over. surrogateescape keeps undecodable bytes as lone surrogates, so one bad row is
+    # found and rejected instead of failing the whole file.
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
+        # A short row's missing cells read as empty; a long row's extra cells land under None.
+        reader = csv.DictReader(text, restval="")
+        # The csv module stops at fields over 131,072 characters; a long story must reach
+        # the too_long check like a JSONL one. No field is longer than the whole file.
+        with _csv_field_limit(path.stat().st_size):
+            try:
+                _check_columns(path, reader.fieldnames or [], fields, "its header has no field")
+                for number, row in enumerate(reader, start=2):
+                    location = f"line {number}"
+                    if None in row:
+                        detail = f"more cells than the header's {len(reader.fieldnames or [])}"
+                        yield location, CorpusReject(location, None, "malformed_row", detail)
+                        continue
+                    if any(_has_surrogates(str(value)) for value in row.values()):
+                        reject = CorpusReject(location, None, "undecodable", "invalid UTF-8 bytes")
+                        yield location, reject
+                        continue
+                    yield location, dict(row)
+            except csv.Error as error:
+                raise CorpusError(f"corpus {path}: line {reader.line_num}: {error}") from error
 
 
 @contextmanager
