@@ -42,7 +42,7 @@ from emopillars.resources import prompts_dir
 from emopillars.run.storage import write_table
 from emopillars.stages.taxonomy import LABELS
 from fake_hub import FakeHubApi, http_error
-from huggingface_hub import DatasetCard, HfApi, set_client_factory
+from huggingface_hub import DatasetCard, HfApi, get_session, set_client_factory
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import _http as huggingface_http
 
@@ -626,6 +626,19 @@ def test_the_hub_deadline_bounds_what_huggingface_hub_leaves_unbounded() -> None
     Deadline(60.0)(request)
     assert request.extensions["timeout"] == {
         "connect": CONNECT_TIMEOUT_S, "read": 60.0, "write": 5.0, "pool": 60.0}  # fmt: skip
+
+
+def test_the_hub_client_keeps_huggingface_hubs_settings_and_adds_the_deadline(
+    restore_hub_session: None,
+) -> None:
+    real_hub_api(timeout_s=42.0)
+    client = get_session()
+    assert client.timeout.read is None and client.follow_redirects  # as huggingface_hub's
+    request = client.build_request("GET", "http://hub.invalid")
+    for hook in client.event_hooks["request"]:
+        hook(request)
+    assert request.extensions["timeout"]["read"] == 42.0
+    assert "X-Amzn-Trace-Id" in request.headers  # huggingface_hub's own hook ran too
 
 
 def test_the_real_hfapi_fits_the_seam(restore_hub_session: None) -> None:

@@ -172,11 +172,13 @@ class _ClientsWithDeadline:
         }
         self._hooks["request"] = [*self._hooks.get("request", []), deadline]
         self._follow_redirects = model.follow_redirects
+        self._timeout = model.timeout  # None, as huggingface_hub's: the deadline bounds it
 
     def __call__(self) -> httpx2.Client:
         return httpx2.Client(
             event_hooks={event: list(hooks) for event, hooks in self._hooks.items()},
             follow_redirects=self._follow_redirects,
+            timeout=self._timeout,
         )
 
 
