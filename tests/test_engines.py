@@ -73,6 +73,21 @@ def test_transient_failures_are_retried_with_backoff() -> None:
     assert 2.0 <= waits[1] <= 3.0 and 4.0 <= waits[2] <= 5.0
 
 
+def test_a_server_that_never_answers_says_so_when_the_retries_run_out() -> None:
+    async def no_wait(seconds: float) -> None:
+        pass
+
+    with scripted_server(Script(failures=["slow"] * 3, slow_seconds=3.0)) as url:
+        engine = OpenAIServerEngine(
+            "m", options(url, concurrency=1, request_timeout_s=0.3, max_retries=2), sleep=no_wait
+        )
+        with closing(engine), pytest.raises(ServerError) as failure:
+            engine.generate(conformance_batch("openai")[:1])
+    assert "still failing after 2 retries (TimeoutError: no answer within --request-timeout)" in (
+        str(failure.value)
+    )
+
+
 def test_a_refused_key_fails_fast_with_the_variable_to_check(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -413,13 +413,20 @@ class OpenAIServerEngine:
 
 def _describe(state: RetryCallState) -> str:
     error = state.outcome.exception() if state.outcome else None
+    return _error_text(error)
+
+
+def _error_text(error: BaseException | None) -> str:
+    # A request that outlived --request-timeout raises a TimeoutError that says nothing.
+    if isinstance(error, TimeoutError) and not str(error):
+        return "TimeoutError: no answer within --request-timeout"
     return f"{type(error).__name__}: {error}"
 
 
 def _exhausted(error: BaseException, options: ServerOptions) -> str:
     return (
         f"server {options.base_url} still failing after {options.max_retries} retries "
-        f"({type(error).__name__}: {error})"
+        f"({_error_text(error)})"
     )
 
 
