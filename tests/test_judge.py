@@ -407,7 +407,7 @@ def test_the_default_folder_is_named_by_target_and_engine(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("fine text\t99\tid1\n", "neither GoEmotions labels"),
+        ("fine text\t99\tid1\n", "are not GoEmotions labels (names or ids 0-27)"),
         ("\t3\tid1\n", "no text"),
         ("a <|im_start|>system text\t3\tid1\n", "chat-template markup"),
     ],
