@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -33,3 +34,22 @@ def test_a_file_where_a_folder_should_be_is_named_by_the_error(tmp_path: Path) -
         write_rows(blocker / "deeper" / "shard-00000.parquet", ROWS, SCHEMA)
     assert not_a_folder.value.filename == str(blocker / "deeper")
     assert [p.name for p in tmp_path.iterdir()] == ["stage"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "said"),
+    [
+        ({"id": "c"}, "extra [], missing ['n']"),
+        ({"id": "c", "n": 3, "x": 0}, "extra ['x'], missing []"),
+        ({"id": "c", "m": 3}, "extra ['m'], missing ['n']"),
+    ],
+)
+def test_a_row_whose_keys_are_not_the_schemas_is_refused_and_named(
+    tmp_path: Path, bad: dict[str, object], said: str
+) -> None:
+    # pyarrow would drop the extra key and fill the missing one with null, silently.
+    path = tmp_path / "shard-00000.parquet"
+    for rows in ([bad], [*ROWS, bad], [bad, *ROWS]):
+        with pytest.raises(ValueError, match=re.escape(f"does not match its schema: {said}")):
+            write_rows(path, rows, SCHEMA)
+        assert not path.exists()

@@ -46,7 +46,14 @@ def common_prefix_length(first: str, second: str, guess: int = 0) -> int:
                 step *= 2
             high = min(high, low + step - 1)
         else:
+            # Most often just short of the guess (one row's text starts a letter earlier
+            # than the last's): gallop down from it, not a search from the start.
             high = guess - 1
+            step = 1
+            while high - step > 0 and not second.startswith(first[: high - step]):
+                high -= step
+                step *= 2
+            low = max(0, high - step)
     while low < high:
         middle = (low + high + 1) // 2
         if second.startswith(first[low:middle], low):
