@@ -2,7 +2,7 @@
 keys, fingerprints, journal, parsing, Parquet, markers) costs per record, single process.
 
     python benchmarks/runner_throughput.py [--stories 48] [--actors 8] [--shard-size N]
-                                           [--repeat 5] [--json]
+                                           [--repeat 5] [--profile N] [--json]
 
 The engine is instant: a first run records the fake engine's answers by request key; the
 measured run, in a fresh folder with the same config, gets each answer by a dict lookup, so
@@ -20,12 +20,19 @@ by a factor of 1.5 from one minute to the next. The median is printed beside it.
 `--against-gen0 N` measures the runner's garbage-collector setting (run/garbage.py) against
 a youngest-generation threshold of N (700: CPython's own), the two in turn in one process,
 so that both see the same minutes of the machine.
+
+`--profile N` runs the measured run once more under cProfile and prints where its time goes:
+the N functions with the most time of their own, and each source file's share (ours, by
+module; a library's, by package). cProfile adds its own cost to every call, so the shares
+lean towards code that makes many small calls; the figures above are measured without it.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import statistics
 import tempfile
 import time
@@ -76,6 +83,8 @@ def main() -> None:
     parser.add_argument("--with-assembly", action="store_true")
     parser.add_argument("--against-gen0", type=int, metavar="N",
                         help="also measure with this gen-0 threshold, in turn")  # fmt: skip
+    parser.add_argument("--profile", type=int, metavar="N", default=0,
+                        help="profile one more run; print its N costliest functions")  # fmt: skip
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
@@ -101,6 +110,10 @@ def main() -> None:
                 spec = replace(engine_spec(measured), load=lambda: InstantEngine(recorder.answers))
                 timings[setting].append(timed_run(measured, spec, setting, args.with_assembly))
         totals = stage_totals(measured.output_dir)
+        if args.profile:
+            profiled = config("profiled")
+            spec = replace(engine_spec(profiled), load=lambda: InstantEngine(recorder.answers))
+            profile = profiled_run(profiled, spec)
     records = totals["utterances"].outputs
     requests = sum(t.requests_sent for t in totals.values())
     cpu, wall = min(timings[settings[0]])
@@ -129,6 +142,8 @@ def main() -> None:
                 records / statistics.median(c for c, _ in other), 1
             ),
         }
+    if args.profile:
+        figures["profile"] = profile_summary(profile, args.profile)
     if args.json:
         print(json.dumps(figures))
         return
@@ -146,6 +161,54 @@ def main() -> None:
               f"turn: {records / cpu:.0f} against {against['records_per_cpu_second']:.0f} "
               f"records per CPU-second (best), {records / median_cpu:.0f} against "
               f"{against['records_per_cpu_second_median']:.0f} (median)")  # fmt: skip
+    if args.profile:
+        summary = figures["profile"]
+        print(f"\nprofiled run (cProfile, {summary['seconds']:.2f} s with its overhead); "
+              "share of the time, by function (own time) and by source file:")  # fmt: skip
+        for row in summary["functions"]:
+            print(f"  {row['share']:6.1%}  {row['calls']:>8,}  {row['function']}")
+        for source, share in summary["files"].items():
+            print(f"  {share:6.1%}  {source}")
+
+
+def profiled_run(config: RunConfig, spec: EngineSpec) -> pstats.Stats:
+    # CPU time, as the figures above: a wall clock would count fsyncs waiting on the disk.
+    profiler = cProfile.Profile(time.process_time)
+    profiler.runcall(Runner(config, spec).run)
+    return pstats.Stats(profiler)
+
+
+def profile_summary(stats: pstats.Stats, top: int) -> dict[str, Any]:
+    """The `top` functions by own time, and every source file's share (those of at least 1%)."""
+    rows = stats.stats  # type: ignore[attr-defined]  # pstats keeps them there, untyped
+    total = sum(own for _, _, own, _, _ in rows.values()) or 1.0
+    by_source: dict[str, float] = {}
+    functions = []
+    for (path, line, name), (_, calls, own, _, _) in rows.items():
+        source = _source(path)
+        by_source[source] = by_source.get(source, 0.0) + own / total
+        where = name if path == "~" else f"{_source(path, whole=True)}:{line}({name})"
+        functions.append({"function": where, "calls": calls, "share": own / total})
+    functions.sort(key=lambda row: -row["share"])
+    files = sorted(by_source.items(), key=lambda item: -item[1])
+    return {
+        "seconds": total,
+        "functions": functions[:top],
+        "files": {source: share for source, share in files if share >= 0.01},
+    }
+
+
+def _source(path: str, whole: bool = False) -> str:
+    """emopillars/run/runner.py for ours, the package for a library's (`whole`: its file),
+    `built-in` for C."""
+    if path == "~":
+        return "built-in"
+    parts = Path(path).parts
+    for anchor in ("emopillars", "site-packages"):
+        if anchor in parts:
+            rest = parts[parts.index(anchor) + (anchor == "site-packages") :]
+            return "/".join(rest) if anchor == "emopillars" or whole else rest[0]
+    return Path(path).name
 
 
 def timed_run(
