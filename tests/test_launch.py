@@ -105,8 +105,10 @@ def test_each_worker_gets_the_gpus_it_is_given(flag: str, devices: list[str]) ->
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--gpus", "0,0"], "names a GPU twice"),
-        (["--gpus", "0+1,1"], "names a GPU twice"),
+        (["--gpus", "0,0"], "names GPU 0 twice: two workers would share it"),
+        (["--gpus", "0+1,1"], "names GPU 1 twice: two workers would share it"),
+        (["--gpus", "2,0+0"], "names GPU 0 twice for one worker"),
+        (["--gpus", "GPU-a1+GPU-a1"], "names GPU GPU-a1 twice for one worker"),
         (["--gpus", "0,,1"], "comma-separated list"),
         (["--gpus", "bad"], "comma-separated list"),
         (["--gpus", "-1"], "comma-separated list"),

@@ -45,16 +45,26 @@ def parse_gpus(text: str) -> list[str]:
     `0+1,2+3` two workers of two GPUs (for tensor parallelism). Ids are passed on as they are,
     so GPU UUIDs work too."""
     workers = [[gpu.strip() for gpu in part.split("+")] for part in text.split(",")]
-    gpus = [gpu for worker in workers for gpu in worker]
-    if not all(_GPU_ID.fullmatch(gpu) for gpu in gpus):
+    if not all(_GPU_ID.fullmatch(gpu) for worker in workers for gpu in worker):
         # CUDA takes what it cannot read as "no GPU": a typo would run on the CPU, or fail late.
         raise ConfigError(
             f"--gpus {text!r}: give a comma-separated list of GPU ids, e.g. 0,1 (0+1 for a "
             "worker with two GPUs): indexes, or UUIDs as nvidia-smi -L prints them (GPU-..., "
             "MIG-...)"
         )
-    if len(set(gpus)) != len(gpus):
-        raise ConfigError(f"--gpus {text!r} names a GPU twice: two workers would share it")
+    owner: dict[str, int] = {}
+    for index, worker in enumerate(workers):
+        for gpu in worker:
+            if owner.setdefault(gpu, index) != index:
+                raise ConfigError(
+                    f"--gpus {text!r} names GPU {gpu} twice: two workers would share it"
+                )
+        if len(set(worker)) != len(worker):
+            twice = next(gpu for gpu in worker if worker.count(gpu) > 1)
+            raise ConfigError(
+                f"--gpus {text!r} names GPU {twice} twice for one worker: give each of its "
+                "GPUs once"
+            )
     return [",".join(worker) for worker in workers]
 
 
