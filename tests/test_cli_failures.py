@@ -203,6 +203,10 @@ class _FullDiskFile:
     def write(self, text: str) -> int:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
+    def close(self) -> None:
+        # A file whose write failed still has it buffered: closing flushes it, and fails too.
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
 
 @pytest.mark.parametrize("where", ["journal", "stage shard"])
 def test_a_disk_that_fills_mid_run_names_the_file_says_what_to_do_and_a_rerun_finishes(

@@ -159,6 +159,7 @@ def test_an_engine_error_is_never_reused_as_an_answer(tmp_path: Path) -> None:
     journal.record(
         [("a", Result("", "error", 0, 0, "server down")), ("b", Result("{}", "stop", 1, 1))]
     )
+    journal.close()
     kept = {"c": Result("", "error", 0, 0, "timeout"), "d": Result("{}", "stop", 1, 1)}
     answers = ShardAnswers(Journal(journal.path), kept)
     assert answers.lookup("a") is None and answers.lookup("c") is None

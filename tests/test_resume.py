@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -109,7 +110,37 @@ def test_a_journal_line_is_the_json_of_its_answer(tmp_path: Path) -> None:
         assert line == json.dumps({"key": key, "result": result.__dict__}) + "\n"
     journal = Journal(tmp_path / "journal.jsonl")
     journal.record([(f"key-{n}", result) for n, result in enumerate(results)])
+    journal.close()
     assert Journal(tmp_path / "journal.jsonl").answers == journal.answers
+
+
+def test_a_journal_opens_its_file_once_for_all_its_arrivals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A streaming engine's answers arrive one at a time: each is written at once, through the
+    # file opened for the first.
+    opened: list[Path] = []
+    real_open = Path.open
+
+    def counting_open(path: Path, *args: Any, **kwargs: Any) -> Any:
+        opened.append(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", counting_open)
+    path = tmp_path / "journal" / "labels" / "shard-00000.jsonl"
+    journal = Journal(path)
+    for number in range(3):
+        journal.record([(f"key-{number}", Result("{}", "stop", 1, 1))])
+        with open(path, encoding="utf-8") as written:  # not Path.open: it counts those
+            assert len(written.read().splitlines()) == number + 1  # on disk before the next
+    assert opened == [path]
+    journal.close()
+    journal.record([("key-3", Result("{}", "stop", 1, 1))])  # after close: opened again
+    journal.close()
+    assert opened == [path, path]
+    assert set(Journal(path).answers) == {f"key-{n}" for n in range(4)}
+    journal.discard()
+    assert not path.exists()
 
 
 def test_a_journal_fsyncs_at_most_once_per_interval(
@@ -122,6 +153,7 @@ def test_a_journal_fsyncs_at_most_once_per_interval(
     journal = Journal(tmp_path / "journal.jsonl", sync_seconds=1.0)
     for number in range(5):
         journal.record([(f"key-{number}", Result("{}", "stop", 1, 1))])
+    journal.close()
     # Every answer is written at once; fsyncs only at 1.3 s and 2.5 s.
     assert len(synced) == 2
     assert set(Journal(tmp_path / "journal.jsonl").answers) == {f"key-{n}" for n in range(5)}

@@ -10,10 +10,12 @@ crashed machine then asks again for at most that last second of answers."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from pathlib import Path
+from typing import TextIO
 
 from emopillars.engines.base import Result
 from emopillars.run.storage import StorageError
@@ -27,6 +29,7 @@ class Journal:
         self.answers: dict[str, Result] = {}
         self.sync_seconds = sync_seconds
         self._synced_at = time.monotonic()
+        self._handle: TextIO | None = None
         if path.exists():
             self._load()
 
@@ -42,21 +45,37 @@ class Journal:
                     continue
 
     def record(self, items: list[tuple[str, Result]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with self.path.open("a", encoding="utf-8") as handle:
-                for key, result in items:
-                    handle.write(journal_line(key, result))
-                    self.answers[key] = result
-                handle.flush()
-                now = time.monotonic()
-                if now - self._synced_at >= self.sync_seconds:
-                    os.fsync(handle.fileno())
-                    self._synced_at = now
+            handle = self._handle
+            if handle is None:
+                # Opened on the first answer and kept open until `close`: with a streaming
+                # engine answers arrive one or a few at a time, and opening the file (and
+                # checking its folder) for each arrival cost twice the writing and more.
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                handle = self._handle = self.path.open("a", encoding="utf-8")
+            for key, result in items:
+                handle.write(journal_line(key, result))
+                self.answers[key] = result
+            handle.flush()
+            now = time.monotonic()
+            if now - self._synced_at >= self.sync_seconds:
+                os.fsync(handle.fileno())
+                self._synced_at = now
         except OSError as error:  # a full disk: a write's own error names no file
+            # Closing flushes what the failed write left buffered, which fails the same way:
+            # that second error would hide this one, which says which file.
+            with contextlib.suppress(OSError):
+                self.close()
             raise StorageError.writing(self.path, error) from error
 
+    def close(self) -> None:
+        """Close the file (answers recorded later open it again)."""
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.close()
+
     def discard(self) -> None:
+        self.close()
         self.path.unlink(missing_ok=True)
 
 

@@ -296,9 +296,14 @@ class Runner:
         answers = ShardAnswers(Journal(journal_path), kept)
         work = _ShardWork(stage=stage, shard=shard, answers=answers)
         current = rows
-        for index, step in enumerate(stage.steps):
-            made = first if index == 0 else None
-            current = (yield from self._run_step(work, step, current, made)) if current else []
+        try:
+            for index, step in enumerate(stage.steps):
+                made = first if index == 0 else None
+                current = (yield from self._run_step(work, step, current, made)) if current else []
+        finally:
+            # Every answer is in (or the run failed and closes its tasks): the journal's file,
+            # open since its first answer, is closed; a failed shard's stays for the resume.
+            answers.journal.close()
         output = layout.shard(stage.name, shard)
         rejects = layout.rejects(stage.name, shard)
         answers_path = layout.answers(stage.name, shard)
