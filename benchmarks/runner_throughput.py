@@ -2,7 +2,7 @@
 keys, fingerprints, journal, parsing, Parquet, markers) costs per record, single process.
 
     python benchmarks/runner_throughput.py [--stories 48] [--actors 8] [--shard-size N]
-                                           [--repeat 5] [--profile N] [--json]
+                                           [--repeat 5] [--arrivals N] [--profile N] [--json]
 
 The engine is instant: a first run records the fake engine's answers by request key; the
 measured run, in a fresh folder with the same config, gets each answer by a dict lookup, so
@@ -21,6 +21,11 @@ by a factor of 1.5 from one minute to the next. The median is printed beside it.
 a youngest-generation threshold of N (700: CPython's own), the two in turn in one process,
 so that both see the same minutes of the machine.
 
+`--arrivals N` makes the instant engine a streaming one, as vLLM's and the openai engine
+are: requests go in as soon as their inputs exist, and answers come back N at a time (1: one
+by one, as a server's do), each arrival journaled and handed to its shard before the next.
+What it adds to the figures is the runner's cost per arrival.
+
 `--profile N` runs the measured run once more under cProfile and prints where its time goes:
 the N functions with the most time of their own, and each source file's share (ours, by
 module; a library's, by package). cProfile adds its own cost to every call, so the shares
@@ -36,6 +41,7 @@ import pstats
 import statistics
 import tempfile
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -74,6 +80,30 @@ class InstantEngine:
         pass
 
 
+class InstantStream(InstantEngine):
+    """The instant engine as a streaming one (engines/base.py, StreamingEngine): requests are
+    submitted as their inputs exist and answered `arrivals` at a time, oldest first, as
+    vLLM's engine loop or a server hands them back, instead of a generate() call at once."""
+
+    def __init__(self, answers: dict[str, Result], arrivals: int) -> None:
+        super().__init__(answers)
+        self.arrivals = arrivals
+        self._queue: deque[Request] = deque()
+
+    def submit(self, requests: Sequence[Request]) -> None:
+        self._queue.extend(requests)
+
+    def completed(self) -> list[tuple[str, Result]]:
+        queue = self._queue
+        answered = [queue.popleft() for _ in range(min(self.arrivals, len(queue)))]
+        return [(request.key, self.answers[request.key]) for request in answered]
+
+
+def instant(answers: dict[str, Result], arrivals: int | None) -> InstantEngine:
+    """The instant engine; a streaming one with `arrivals` answers per arrival."""
+    return InstantEngine(answers) if arrivals is None else InstantStream(answers, arrivals)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stories", type=int, default=48)
@@ -85,8 +115,13 @@ def main() -> None:
                         help="also measure with this gen-0 threshold, in turn")  # fmt: skip
     parser.add_argument("--profile", type=int, metavar="N", default=0,
                         help="profile one more run; print its N costliest functions")  # fmt: skip
+    parser.add_argument("--arrivals", type=int, metavar="N",
+                        help="a streaming engine, answering N requests at a time")  # fmt: skip
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.arrivals is not None and args.arrivals < 1:
+        parser.error("--arrivals must be at least 1")
+
     with tempfile.TemporaryDirectory() as folder:
         corpus = synthetic_corpus(Path(folder) / "stories.jsonl", args.stories)
 
@@ -99,6 +134,10 @@ def main() -> None:
         recorder = RecordingFake()
         warm = config("warm")
         Runner(warm, replace(engine_spec(warm), load=lambda: recorder)).run()
+
+        def engine() -> InstantEngine:
+            return instant(recorder.answers, args.arrivals)
+
         settings = [garbage.GEN0_THRESHOLD]
         if args.against_gen0 is not None:
             settings.append(args.against_gen0)
@@ -107,12 +146,12 @@ def main() -> None:
             # In turn, and each first every other time: neither gets the better minutes.
             for setting in settings if attempt % 2 == 0 else settings[::-1]:
                 measured = config(f"measured-{attempt}-{setting}")
-                spec = replace(engine_spec(measured), load=lambda: InstantEngine(recorder.answers))
+                spec = replace(engine_spec(measured), load=engine)
                 timings[setting].append(timed_run(measured, spec, setting, args.with_assembly))
         totals = stage_totals(measured.output_dir)
         if args.profile:
             profiled = config("profiled")
-            spec = replace(engine_spec(profiled), load=lambda: InstantEngine(recorder.answers))
+            spec = replace(engine_spec(profiled), load=engine)
             profile = profiled_run(profiled, spec)
     records = totals["utterances"].outputs
     requests = sum(t.requests_sent for t in totals.values())
@@ -132,6 +171,7 @@ def main() -> None:
         "shard_size": args.shard_size,
         "assembly": args.with_assembly,
         "gen0_threshold": settings[0],
+        "arrivals": args.arrivals,
     }
     if args.against_gen0 is not None:
         other = timings[args.against_gen0]
@@ -148,8 +188,13 @@ def main() -> None:
         print(json.dumps(figures))
         return
     what = "stages and assembly" if args.with_assembly else "stages, assembly not counted"
+    answering = (
+        "instant engine"
+        if args.arrivals is None
+        else (f"instant streaming engine, {args.arrivals} answer(s) per arrival")
+    )
     print(f"stories {args.stories}, actors/story <= {args.actors}, shard size {args.shard_size}; "
-          f"instant engine, 1 process ({what})")  # fmt: skip
+          f"{answering}, 1 process ({what})")  # fmt: skip
     print(f"utterance records: {records}; LLM requests: {requests}; "
           f"CPU {cpu:.2f} s; wall {wall:.2f} s")  # fmt: skip
     print(f"runner throughput (best of {args.repeat}): {records / cpu:.0f} utterance records "

@@ -1,4 +1,5 @@
-"""benchmarks/runner_throughput.py's profile: where a measured run's CPU goes, rerunnable."""
+"""benchmarks/runner_throughput.py: its profile (where a measured run's CPU goes, rerunnable)
+and its streaming engine."""
 
 from __future__ import annotations
 
@@ -37,3 +38,24 @@ def test_without_profile_the_figures_carry_none(tmp_path: Path) -> None:
         capture_output=True, text=True, check=True, cwd=tmp_path, timeout=300,
     )  # fmt: skip
     assert "profile" not in json.loads(done.stdout)
+
+
+def test_a_streaming_engine_does_the_same_work_answer_by_answer(tmp_path: Path) -> None:
+    def figures(*options: str) -> dict[str, object]:
+        done = subprocess.run(
+            [sys.executable, str(SCRIPT), "--stories", "2", "--repeat", "1", "--json", *options],
+            capture_output=True, text=True, check=True, cwd=tmp_path, timeout=300,
+        )  # fmt: skip
+        result: dict[str, object] = json.loads(done.stdout)
+        return result
+
+    batched, streamed = figures(), figures("--arrivals", "1")
+    assert (batched["arrivals"], streamed["arrivals"]) == (None, 1)
+    for name in ("utterance_records", "requests"):
+        assert streamed[name] == batched[name]
+    assert isinstance(batched["utterance_records"], int) and batched["utterance_records"] > 0
+    refused = subprocess.run(
+        [sys.executable, str(SCRIPT), "--arrivals", "0"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "--arrivals must be at least 1" in refused.stderr
