@@ -52,19 +52,20 @@ def parse_gpus(text: str) -> list[str]:
             "worker with two GPUs): indexes, or UUIDs as nvidia-smi -L prints them (GPU-..., "
             "MIG-...)"
         )
-    owner: dict[str, int] = {}
+    owner: dict[str, int] = {}  # GPU -> the worker that named it first
     for index, worker in enumerate(workers):
         for gpu in worker:
-            if owner.setdefault(gpu, index) != index:
+            if gpu not in owner:
+                owner[gpu] = index
+            elif owner[gpu] == index:
+                raise ConfigError(
+                    f"--gpus {text!r} names GPU {gpu} twice for one worker: give each of its "
+                    "GPUs once"
+                )
+            else:
                 raise ConfigError(
                     f"--gpus {text!r} names GPU {gpu} twice: two workers would share it"
                 )
-        if len(set(worker)) != len(worker):
-            twice = next(gpu for gpu in worker if worker.count(gpu) > 1)
-            raise ConfigError(
-                f"--gpus {text!r} names GPU {twice} twice for one worker: give each of its "
-                "GPUs once"
-            )
     return [",".join(worker) for worker in workers]
 
 
