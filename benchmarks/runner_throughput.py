@@ -104,6 +104,16 @@ def instant(answers: dict[str, Result], arrivals: int | None) -> InstantEngine:
     return InstantEngine(answers) if arrivals is None else InstantStream(answers, arrivals)
 
 
+def workload_config(
+    corpus: Path, output: Path, stories: int, actors: int, shard_size: int
+) -> RunConfig:
+    """The measured workload's config: the fake engine's, over the synthetic corpus."""
+    return RunConfig(
+        engine="fake", corpus=corpus, output=output, max_stories=stories, max_actors=actors,
+        shard_size=shard_size,
+    )  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stories", type=int, default=48)
@@ -126,10 +136,8 @@ def main() -> None:
         corpus = synthetic_corpus(Path(folder) / "stories.jsonl", args.stories)
 
         def config(name: str) -> RunConfig:
-            return RunConfig(
-                engine="fake", corpus=corpus, output=Path(folder) / name,
-                max_stories=args.stories, max_actors=args.actors, shard_size=args.shard_size,
-            )  # fmt: skip
+            return workload_config(corpus, Path(folder) / name, args.stories, args.actors,
+                                   args.shard_size)  # fmt: skip
 
         recorder = RecordingFake()
         warm = config("warm")

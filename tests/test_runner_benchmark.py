@@ -1,12 +1,17 @@
 """benchmarks/runner_throughput.py: its profile (where a measured run's CPU goes, rerunnable)
-and its streaming engine."""
+and its streaming engine; benchmarks/runner_instructions.py, the same workload counted in
+instructions."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "runner_throughput.py"
 
@@ -59,3 +64,48 @@ def test_a_streaming_engine_does_the_same_work_answer_by_answer(tmp_path: Path) 
         capture_output=True, text=True, cwd=tmp_path, timeout=300,
     )  # fmt: skip
     assert refused.returncode == 2 and "--arrivals must be at least 1" in refused.stderr
+
+
+INSTRUCTIONS = SCRIPT.with_name("runner_instructions.py")
+
+
+def test_a_counted_process_does_the_workload_of_runner_throughput(tmp_path: Path) -> None:
+    # What each process under cachegrind runs: the same records and requests as the timed runs.
+    counted = subprocess.run(
+        [sys.executable, str(INSTRUCTIONS), "--stories", "2", "--measured-runs", "2"],
+        capture_output=True, text=True, check=True, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    timed = subprocess.run(
+        [sys.executable, str(SCRIPT), "--stories", "2", "--repeat", "1", "--json"],
+        capture_output=True, text=True, check=True, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    sizes, figures = json.loads(counted.stdout), json.loads(timed.stdout)
+    assert sizes == {"records": figures["utterance_records"], "requests": figures["requests"]}
+
+
+def test_without_valgrind_the_count_says_what_to_install(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(INSTRUCTIONS), "--stories", "2"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        env={**os.environ, "PATH": str(tmp_path)},
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "valgrind is not installed" in done.stderr
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_instructions_are_counted_per_run_record_and_request(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(INSTRUCTIONS), "--stories", "2", "--json"],
+        capture_output=True, text=True, check=True, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    figures = json.loads(done.stdout)
+    per_run, records, requests = (
+        figures[name] for name in ("instructions_per_run", "utterance_records", "requests")
+    )
+    # One measured run of a tiny corpus: tens of millions of instructions, not the hundreds of
+    # millions of the interpreter's start and the recording run, which the difference drops.
+    assert 10_000_000 < per_run < 1_000_000_000
+    assert records > 0 and requests > records / 10
+    assert figures["instructions_per_record"] == round(per_run / records)
+    assert figures["instructions_per_request"] == round(per_run / requests)
