@@ -26,16 +26,13 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import replace
-from pathlib import Path
 
 from emopillars.config import RunConfig
 from emopillars.engines import engine_spec
 from emopillars.run.runner import Runner
 from emopillars.run.status import stage_totals
-from gpu_occupancy import synthetic_corpus
-from runner_throughput import RecordingFake, instant, workload_config
+from runner_throughput import instant, recorded_workload
 
 _INSTRUCTIONS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
@@ -124,16 +121,7 @@ def _counted(valgrind: str, runs: int, options: list[str]) -> subprocess.Popen[s
 def workload(args: argparse.Namespace, measured_runs: int) -> dict[str, int]:
     """The recording run, then `measured_runs` runs with the instant engine, each in a fresh
     folder; the records and requests of the last."""
-    with tempfile.TemporaryDirectory() as folder:
-        corpus = synthetic_corpus(Path(folder) / "stories.jsonl", args.stories)
-
-        def config(name: str) -> RunConfig:
-            return workload_config(corpus, Path(folder) / name, args.stories, args.actors,
-                                   args.shard_size)  # fmt: skip
-
-        recorder = RecordingFake()
-        warm = config("warm")
-        Runner(warm, replace(engine_spec(warm), load=lambda: recorder)).run()
+    with recorded_workload(args.stories, args.actors, args.shard_size) as (config, recorder):
         for attempt in range(measured_runs):
             measured = config(f"measured-{attempt}")
             spec = replace(

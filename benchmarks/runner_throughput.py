@@ -42,7 +42,8 @@ import statistics
 import tempfile
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -104,14 +105,26 @@ def instant(answers: dict[str, Result], arrivals: int | None) -> InstantEngine:
     return InstantEngine(answers) if arrivals is None else InstantStream(answers, arrivals)
 
 
-def workload_config(
-    corpus: Path, output: Path, stories: int, actors: int, shard_size: int
-) -> RunConfig:
-    """The measured workload's config: the fake engine's, over the synthetic corpus."""
-    return RunConfig(
-        engine="fake", corpus=corpus, output=output, max_stories=stories, max_actors=actors,
-        shard_size=shard_size,
-    )  # fmt: skip
+@contextmanager
+def recorded_workload(
+    stories: int, actors: int, shard_size: int
+) -> Iterator[tuple[Callable[[str], RunConfig], RecordingFake]]:
+    """A folder holding the synthetic corpus; the config of a run in it, by the run's name
+    (the fake engine's, over that corpus); and the fake engine's answers, recorded by a first
+    run, for the instant engine."""
+    with tempfile.TemporaryDirectory() as folder:
+        corpus = synthetic_corpus(Path(folder) / "stories.jsonl", stories)
+
+        def config(name: str) -> RunConfig:
+            return RunConfig(
+                engine="fake", corpus=corpus, output=Path(folder) / name, max_stories=stories,
+                max_actors=actors, shard_size=shard_size,
+            )  # fmt: skip
+
+        recorder = RecordingFake()
+        warm = config("warm")
+        Runner(warm, replace(engine_spec(warm), load=lambda: recorder)).run()
+        yield config, recorder
 
 
 def main() -> None:
@@ -132,16 +145,7 @@ def main() -> None:
     if args.arrivals is not None and args.arrivals < 1:
         parser.error("--arrivals must be at least 1")
 
-    with tempfile.TemporaryDirectory() as folder:
-        corpus = synthetic_corpus(Path(folder) / "stories.jsonl", args.stories)
-
-        def config(name: str) -> RunConfig:
-            return workload_config(corpus, Path(folder) / name, args.stories, args.actors,
-                                   args.shard_size)  # fmt: skip
-
-        recorder = RecordingFake()
-        warm = config("warm")
-        Runner(warm, replace(engine_spec(warm), load=lambda: recorder)).run()
+    with recorded_workload(args.stories, args.actors, args.shard_size) as (config, recorder):
 
         def engine() -> InstantEngine:
             return instant(recorder.answers, args.arrivals)
