@@ -14,7 +14,8 @@ measured run's user-space instructions, printed per run, per utterance record an
 The kernel's work (file creation, fsyncs) is not counted; runner_throughput.py's CPU seconds
 include it.
 
-Needs valgrind (Debian: `apt-get install valgrind`); about a minute on 2 cores at the defaults.
+Needs valgrind (Debian: `apt-get install valgrind`); about a minute and a half on 2 cores at
+the defaults.
 """
 
 from __future__ import annotations
