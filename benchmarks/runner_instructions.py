@@ -7,7 +7,7 @@ cannot blur.
 
 On a shared VM the same code measures up to 1.8 times apart in CPU seconds from one hour to
 the next, so a change worth a few percent cannot be judged by timing it. Instructions can be:
-with the hash seed fixed, three counts of the same code here were within 0.7% of each other.
+with the hash seed fixed, counts of the same code here were within 1% of each other.
 Two processes run under cachegrind, side by side: each records the fake engine's answers, then
 does one or two measured runs with the instant engine. The difference between them is one
 measured run's user-space instructions, printed per run, per utterance record and per request.

@@ -6,17 +6,21 @@ import os
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import fake_config
 from emopillars.api import run_pipeline
+from emopillars.engines import engine_spec
 from emopillars.resources import prompts_dir
 from emopillars.run.journal import Journal
 from emopillars.run.layout import RunLayout
 from emopillars.run.manifest import Manifest, ShardMarker
+from emopillars.run.requests import RequestBuilder
+from emopillars.run.runner import _output_table
 from emopillars.run.status import status_json
 from emopillars.run.storage import StorageError
-from emopillars.stages import STAGE_NAMES
+from emopillars.stages import STAGE_NAMES, STAGES, stage_context
 from helpers import Recorder, recording_spec, request_keys_in
 
 
@@ -263,3 +267,47 @@ def test_an_answer_with_a_raw_newline_inside_a_string_is_accepted() -> None:
         RewriteUtterance(), Result('{"utterance": "Look\nat the water."}', "stop", 5, 5)
     )
     assert answer.utterance == "Look\nat the water."
+
+
+def test_each_output_row_carries_the_columns_of_the_input_row_it_came_from(
+    corpus: Path, tmp_path: Path
+) -> None:
+    # Rejects leave gaps, utterances make many rows of one, and a two-step stage's second
+    # step numbers its rows within the first one's output: the columns carried over, taken
+    # from the input's table, must still be those of the row each request was made from.
+    config = fake_config(corpus, tmp_path / "run", fake_fault_rate=0.3, max_attempts=1,
+                         max_actors=8)  # fmt: skip
+    run_pipeline(config)
+    layout = RunLayout(config.output_dir)
+    requests = RequestBuilder(config, stage_context(config), engine_spec(config))
+    for stage in STAGES:
+        first = stage.steps[0]
+        for shard in range(3):
+            output = pq.read_table(layout.shard(stage.name, shard))
+            assert output.schema.equals(stage.output_schema)
+            for row in output.to_pylist():
+                # One attempt each: every row's first request was made from its input row.
+                assert requests.request(first, row, 0).key == row[first.request_column]
+    first_call = STAGES[STAGE_NAMES.index("contexts")].steps[0].call
+    contexts = [pq.read_table(layout.rejects("contexts", shard)) for shard in range(3)]
+    assert any(first_call in table.column("call").to_pylist() for table in contexts)
+
+
+def test_an_input_table_of_another_schema_gives_the_same_output_from_the_rows() -> None:
+    stage = STAGES[-1]
+    added = stage.output_schema.names[len(stage.input_schema) :]
+    rows = [
+        {name: f"{name}-{index}" if kind == pa.string() else None for name, kind in zip(
+            stage.input_schema.names, stage.input_schema.types, strict=True)}
+        for index in range(3)
+    ]  # fmt: skip
+    source = pa.Table.from_pylist(rows, schema=stage.input_schema)
+    origin = [2, 0, 0]
+    output = [{**rows[index], **{name: f"new-{n}" for name in added}} for n, index in
+              enumerate(origin)]  # fmt: skip
+    taken = _output_table(stage, source, origin, output)
+    other = source.drop_columns([stage.input_schema.names[-1]])
+    assert _output_table(stage, other, origin, output).equals(taken)
+    assert taken.to_pylist() == output
+    with pytest.raises(ValueError, match="does not match its schema"):
+        _output_table(stage, other, origin, [{**output[0], "stray": 1}])

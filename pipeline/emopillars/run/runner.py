@@ -41,7 +41,13 @@ from emopillars.run.plan import shards_of_worker
 from emopillars.run.record import RunRecord, keep_recorded_shard_size, write_run_record
 from emopillars.run.requests import RequestBuilder
 from emopillars.run.schedule import Need, Scheduler, Task, stream_of
-from emopillars.run.storage import read_rows, sync_folder, write_rows
+from emopillars.run.storage import (
+    read_arrow,
+    rows_table,
+    sync_folder,
+    write_rows,
+    write_shard_table,
+)
 from emopillars.run.telemetry import PrefixShare
 from emopillars.secrets import redact
 from emopillars.stages import STAGES, Stage, stage_context
@@ -57,14 +63,18 @@ Work = Generator[Need, dict[str, Result], "ShardInput"]
 
 @dataclass(frozen=True)
 class ShardInput:
-    """A stage's input rows and the sha256 of the file that holds them."""
+    """A stage's input rows, the sha256 of the file that holds them, and that file's rows as
+    Arrow (the table read or written), from which the stage's output takes the columns it
+    carries over."""
 
     rows: list[Row]
     sha256: str
+    table: pa.Table
 
     @classmethod
     def read(cls, path: Path) -> ShardInput:
-        return cls(read_rows(path), file_hash(path))
+        table = read_arrow(path)
+        return cls(table.to_pylist(), file_hash(path), table)
 
 
 class StepContractError(RuntimeError):
@@ -210,8 +220,9 @@ class Runner:
     # -- one step of a stage over a shard --------------------------------------------------
     def _run_step(
         self, work: _ShardWork, step: Step, rows: list[Row], first: list[Request] | None
-    ) -> Generator[Need, dict[str, Result], list[Row]]:
-        """One step over the rows; `first`: its first-attempt requests, already made."""
+    ) -> Generator[Need, dict[str, Result], tuple[list[Row], list[int]]]:
+        """One step over the rows; `first`: its first-attempt requests, already made. Returns
+        the output rows and, for each, the index of the input row it came from."""
         key = work.stage.input_key
         outputs: dict[int, list[Row]] = {}
         pending = list(enumerate(rows))
@@ -253,7 +264,11 @@ class Runner:
             pending = retry
             if not pending:
                 break
-        return [row for index in sorted(outputs) for row in outputs[index]]
+        done = sorted(outputs)
+        return (
+            [row for index in done for row in outputs[index]],
+            [index for index in done for _ in outputs[index]],
+        )
 
     # -- one stage over a shard ------------------------------------------------------------
     def run_stage_shard(self, stage: Stage, shard: int, input_path: Path) -> ShardMarker | None:
@@ -295,11 +310,15 @@ class Runner:
         began = time.perf_counter()
         answers = ShardAnswers(Journal(journal_path), kept)
         work = _ShardWork(stage=stage, shard=shard, answers=answers)
-        current = rows
+        # `origin`: for each row of `current`, the index of the input row it came from.
+        current, origin = rows, list(range(len(rows)))
         try:
             for index, step in enumerate(stage.steps):
+                if not current:
+                    break
                 made = first if index == 0 else None
-                current = (yield from self._run_step(work, step, current, made)) if current else []
+                current, picked = yield from self._run_step(work, step, current, made)
+                origin = [origin[row] for row in picked]
         finally:
             # Every answer is in (or the run failed and closes its tasks): the journal's file,
             # open since its first answer, is closed; a failed shard's stays for the resume.
@@ -309,7 +328,9 @@ class Runner:
         answers_path = layout.answers(stage.name, shard)
         # Hashed from the bytes written: nothing is read back. Each file is fsynced; their
         # folder once, for all three, before the marker names them.
-        table, output_sha = write_rows(output, current, stage.output_schema, sync=False)
+        table, output_sha = write_shard_table(
+            output, _output_table(stage, source.table, origin, current), sync=False
+        )
         _, rejects_sha = write_rows(rejects, work.rejects, tables.REJECT, sync=False)
         answers_sha = answers.write(answers_path, sync=False)
         for folder in {output.parent, rejects.parent, answers_path.parent}:
@@ -352,7 +373,7 @@ class Runner:
             events.info(json.dumps({"event": "shard_done", **marker.model_dump()}, sort_keys=True))
         if self.on_shard is not None:
             self.on_shard(stage.name, shard, marker)
-        return ShardInput(_as_read_back(stage, table, current), output_sha), marker
+        return ShardInput(_as_read_back(stage, table, current), output_sha, table), marker
 
     def prepare(self) -> dict[str, Any]:
         """Settle the plan and the story shards, and record what the run is in run.json."""
@@ -418,6 +439,23 @@ def _as_read_back(stage: Stage, table: pa.Table, rows: list[Row]) -> list[Row]:
             for row, value in zip(rows, table.column(name).to_pylist(), strict=True):
                 row[name] = value
     return rows
+
+
+def _output_table(stage: Stage, source: pa.Table, origin: list[int], rows: list[Row]) -> pa.Table:
+    """The stage's output rows as Arrow. The columns carried over from the input (most of a
+    row, the story text among them) are taken from the input's table by `origin`, in C, not
+    converted again from Python; the columns the steps added come from `rows`, whose keys
+    `_check_columns` checked. Where the input table is not of the stage's input schema (a
+    file written by another version), every column comes from `rows`."""
+    schema = stage.output_schema
+    if not source.schema.equals(stage.input_schema):
+        return rows_table(rows, schema)
+    added = [
+        pa.array([row[name] for row in rows], type=schema.field(name).type)
+        for name in schema.names[len(stage.input_schema) :]
+    ]
+    taken = source.take(pa.array(origin, type=pa.int64()))
+    return pa.Table.from_arrays([*taken.columns, *added], schema=schema)
 
 
 def _check_columns(stage: Stage, step: Step, rows: list[Row]) -> None:

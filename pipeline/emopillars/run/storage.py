@@ -146,13 +146,20 @@ def write_rows(
     """Write rows as a Parquet file; the table written and the file's sha256, hashed from
     the bytes in memory (the runner records it without reading the file back). Not `sync`:
     the caller fsyncs the folder (`sync_folder`) before anything points at the file."""
+    return write_shard_table(path, rows_table(rows, schema, path), sync)
+
+
+def rows_table(rows: list[dict[str, Any]], schema: pa.Schema, path: Path | None = None) -> pa.Table:
+    """The rows as an Arrow table of `schema`; ValueError, naming the first row that differs,
+    unless every row's keys are the schema's names (the file it is for, `path`, named too)."""
     # from_pylist would drop keys the schema lacks and fill absent ones with nulls: silently.
     names = set(schema.names)
     # Every row's keys against the names, in C; the first row that differs is named.
     if not all(map(operator.eq, map(dict.keys, rows), itertools.repeat(names))):
         row = next(row for row in rows if row.keys() != names)
+        where = "" if path is None else f" for {path}"
         raise ValueError(
-            f"a row for {path} does not match its schema: extra "
+            f"a row{where} does not match its schema: extra "
             f"{sorted(set(row) - names)}, missing {sorted(names - set(row))}"
         )
     # Column by column: the same table as from_pylist, in a third of its time; the rows
@@ -162,14 +169,18 @@ def write_rows(
         values = {name: list(column) for name, column in zip(schema.names, columns, strict=True)}
     else:
         values = {name: [row[name] for row in rows] for name in schema.names}
-    return write_columns(path, values, schema, sync)
+    return pa.Table.from_pydict(values, schema=schema)
 
 
 def write_columns(
     path: Path, columns: dict[str, list[Any]], schema: pa.Schema, sync: bool = True
 ) -> tuple[pa.Table, str]:
     """`write_rows` for rows given as columns, one list of values per name of `schema`."""
-    table = pa.Table.from_pydict(columns, schema=schema)
+    return write_shard_table(path, pa.Table.from_pydict(columns, schema=schema), sync)
+
+
+def write_shard_table(path: Path, table: pa.Table, sync: bool = True) -> tuple[pa.Table, str]:
+    """`write_rows` for rows already in Arrow: a run folder's Parquet file, written whole."""
     sink = pa.BufferOutputStream()
     # No page index and no column statistics: these files are read whole (by the next stage,
     # assembly, status), and both cost time to write and nothing to a whole read (the
@@ -199,9 +210,14 @@ def _reading_parquet(path: Path, *errors: type[Exception]) -> Iterator[None]:
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """The rows of a Parquet file; CorruptFileError when it is no Parquet file (truncated)."""
-    with _reading_parquet(path):
-        rows: list[dict[str, Any]] = pq.read_table(path).to_pylist()
+    rows: list[dict[str, Any]] = read_arrow(path).to_pylist()
     return rows
+
+
+def read_arrow(path: Path) -> pa.Table:
+    """A Parquet file as an Arrow table; CorruptFileError when it is no Parquet file."""
+    with _reading_parquet(path):
+        return pq.read_table(path)
 
 
 def read_frame(path: Path) -> pl.DataFrame:
